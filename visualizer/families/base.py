@@ -1,0 +1,121 @@
+"""What every model family adapter provides, so that nothing outside `families/` knows an architecture.
+
+An adapter is mostly a table: activation name -> (module path, input or output side, how to cut the
+module's tensor into named [pos, ...] tensors). Capture, verification, analysis and the report only
+read that table and the flat name -> tensor cache it fills.
+
+What this module does not do: load files (each family does), or run hooks (capture.py does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..tokenizer import Encoded, Tokenizer
+
+
+@dataclass(frozen=True)
+class HookSpec:
+    """One hook: the module at `module` (dotted path), on its `side` ('input' or 'output').
+
+    `split` turns the module's tensor, batch dimension already dropped, into one tensor per name
+    in `names`. `batched=False` for modules whose tensor has no batch dimension (nanoGPT's wpe).
+    """
+
+    module: str
+    side: str
+    names: tuple[str, ...]
+    split: Callable[[torch.Tensor], tuple[torch.Tensor, ...]] = lambda t: (t,)
+    batched: bool = True
+
+
+@dataclass(frozen=True)
+class Dims:
+    n_layer: int
+    n_head: int  # query heads
+    n_kv_head: int  # key/value heads (== n_head without grouped-query attention)
+    d_head: int
+    d_model: int
+    d_mlp: int
+    n_ctx: int  # longest context the model takes (block_size)
+    vocab_size: int  # rows of the unembedding the model computes logits for
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to capture: module tree in eval mode (float32), tokenizer, facts for the card."""
+
+    family: str
+    name: str  # short name used in output paths (slug)
+    model: nn.Module
+    tokenizer: Tokenizer
+    dims: Dims
+    card: dict  # JSON-ready facts: model args, checkpoint facts, parameter count, tokenizer
+    device: torch.device
+    adapter: "Adapter" = field(repr=False, default=None)
+
+
+class Adapter:
+    """Per-family knowledge used by capture and the report. Subclasses fill in every method."""
+
+    def hook_specs(self, dims: Dims) -> list[HookSpec]:
+        raise NotImplementedError
+
+    def encode_probe(self, loaded: LoadedModel, text: str) -> Encoded:
+        return loaded.tokenizer.encode(text)
+
+    def plain_forward(self, loaded: LoadedModel, ids: torch.Tensor) -> torch.Tensor:
+        """Logits [pos, vocab] from the model's own forward, no hooks involved."""
+        raise NotImplementedError
+
+    def attention_mask(self, layer: int, T: int, device: torch.device) -> torch.Tensor:
+        """[query_pos, key_pos] bool, True where a query may attend a key. Default: causal."""
+        return torch.ones(T, T, dtype=torch.bool, device=device).tril()
+
+    def attention_scale(self, dims: Dims, layer: int) -> float:
+        return dims.d_head**-0.5
+
+    # --- what analysis needs from the weights (logit lens, dot-product breakdown, neighbours) ---
+
+    def logits_from_residual(self, loaded: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
+        """[..., d_model] residual stream -> [..., vocab] logits: final norm, unembedding, any cap.
+
+        Applied to the last block's output it gives the model's logits (the logit lens uses it on
+        every layer's output)."""
+        raise NotImplementedError
+
+    def embedding_weight(self, loaded: LoadedModel) -> torch.Tensor:
+        """[vocab, d_model] token embedding rows (for nearest-neighbour maps)."""
+        raise NotImplementedError
+
+    def unembed_weight(self, loaded: LoadedModel) -> torch.Tensor:
+        """[vocab, d_model]: logit_t = final_norm(x) . W_U[t] (+ unembed bias, see final_logit_parts)."""
+        raise NotImplementedError
+
+    def final_residual(self, cache_tensors: dict[str, torch.Tensor], dims: Dims) -> torch.Tensor:
+        """[pos, d_model]: the residual stream that enters the final norm."""
+        return cache_tensors[f"blocks.{dims.n_layer - 1}.hook_resid_post"]
+
+    def residual_components(self, loaded: LoadedModel, cache_tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """name -> [pos, d_model] pieces that add up to `final_residual` exactly (up to float error):
+        embeddings, every attention head of every layer (z_h @ W_O[h]), attention biases, MLPs.
+        Names: 'embed', 'pos_embed', 'L{l}.H{h}', 'L{l}.attn_bias', 'L{l}.mlp', in model order."""
+        raise NotImplementedError
+
+    def frozen_final_norm(self, loaded: LoadedModel, x: torch.Tensor):
+        """The final norm linearised at x [d_model], its scale frozen: returns (linear, constant) with
+        final_norm(x) == linear(x) + constant, and linear applicable to any [..., d_model] piece."""
+        raise NotImplementedError
+
+    def logit_cap(self, loaded: LoadedModel) -> float | None:
+        """The c in logits = c * tanh(raw / c) (nanochat's softcap); None when logits are not capped."""
+        return None
+
+    def kv_head_index(self, dims: Dims) -> torch.Tensor:
+        """[n_head] long: the key/value head each query head reads."""
+        group = dims.n_head // dims.n_kv_head
+        return torch.arange(dims.n_head) // group

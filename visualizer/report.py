@@ -1,0 +1,115 @@
+"""One run of the plain command: load once, then for each probe capture -> trace -> page, atomically.
+
+What this module does not do: parse arguments (cli.py), know a model family (families/), or write
+HTML itself (site.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+from . import site
+from .analyze import layer_names
+from .capture import Cache, capture
+from .config import Config
+from .errors import VisualizerError
+from .families.base import LoadedModel
+from .families.nanogpt import slug
+from .load import DEMO_CHECKPOINT, DEMO_META, load_model
+from .trace import Probe, build_trace, write_trace
+
+VISUALIZATIONS = Path("visualizations")
+
+
+def say(config: Config, message: str) -> None:
+    if not config.quiet:
+        print(message, flush=True)
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def probe_slug(text: str) -> str:
+    return f"{slug(text, 40)}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:6]}"
+
+
+def prepare_probe(loaded: LoadedModel, text: str) -> Probe:
+    """Encode a probe; keep its last n_ctx tokens (with a warning) when it is longer."""
+    encoded = loaded.adapter.encode_probe(loaded, text)
+    ids, warnings = list(encoded.ids), list(encoded.warnings)
+    if not ids:
+        raise VisualizerError("the probe encodes to no tokens")
+    n_ctx = loaded.dims.n_ctx
+    dropped = ids[:-n_ctx] if len(ids) > n_ctx else []
+    if dropped:
+        warnings.append(
+            f"the probe has {len(ids)} tokens, more than the model's context of {n_ctx}: "
+            f"kept the last {n_ctx}, dropped the first {len(dropped)}"
+        )
+    return Probe(text=text, ids=ids[-n_ctx:], dropped_ids=dropped, warnings=warnings)
+
+
+def page_model(trace: dict, cache: Cache) -> dict:
+    """What report.html needs: the trace plus tensor summaries grouped by section."""
+    names = list(cache.tensors)
+    stats = trace["tensors"]
+    layers = [
+        {"index": layer, "tensors": [(n, stats[n]) for n in layer_names(names, layer)]}
+        for layer in range(trace["dims"]["n_layer"])
+    ]
+    embeddings = [(n, stats[n]) for n in ("hook_embed", "hook_pos_embed") if n in stats]
+    final = [(n, stats[n]) for n in ("ln_final.hook_normalized", "logits") if n in stats]
+    return {"trace": trace, "layers": layers, "embeddings": embeddings, "final": final}
+
+
+def write_report(loaded: LoadedModel, probe: Probe, folder: Path, top_k: int) -> dict:
+    cache = capture(loaded, probe.ids)
+    trace = build_trace(loaded, probe, cache, top_k)
+    with site.atomic_folder(folder) as tmp:
+        write_trace(tmp, trace, cache)
+        site.render_report(tmp, page_model(trace, cache))
+    return trace
+
+
+def resolve_paths(config: Config) -> tuple[Path, Path | None]:
+    if config.checkpoint is None:
+        return DEMO_CHECKPOINT, config.meta or DEMO_META
+    return config.checkpoint, config.meta
+
+
+def run(config: Config) -> int:
+    checkpoint, meta = resolve_paths(config)
+    loaded = load_model(checkpoint, meta, config.device)
+    say(config, f"loaded {loaded.family} model '{loaded.name}' ({loaded.card['n_params']:,} parameters, "
+        f"{loaded.dims.n_layer} layers, {loaded.dims.n_head} heads, d_model {loaded.dims.d_model}; "
+        f"tokenizer {loaded.tokenizer.describe()})")
+    probes = [prepare_probe(loaded, text) for text in config.probes]  # every probe checked before writing
+    single = len(probes) == 1
+    if config.out is not None:
+        site_root = None if single else config.out
+        folders = [config.out] if single else [config.out / probe_slug(p.text) for p in probes]
+    else:
+        site_root = VISUALIZATIONS
+        folders = [VISUALIZATIONS / loaded.name / probe_slug(p.text) for p in probes]
+    failed = False
+    for probe, folder in zip(probes, folders):
+        for message in probe.warnings:
+            warn(message)
+        trace = write_report(loaded, probe, folder, config.top_k)
+        if not trace["verification_passed"]:
+            failed = True
+            for name, check in trace["verification"].items():
+                if not check["passed"]:
+                    print(f"VERIFICATION FAILED: {name}: max abs error {check['max_abs_error']} > "
+                          f"{check['tolerance']}", file=sys.stderr)
+        best = trace["next_tokens"][0]
+        say(config, f"{len(probe.ids)} tokens; verification {'passed' if trace['verification_passed'] else 'FAILED'}; "
+            f"next token {best['readable']!r} ({best['prob']:.3f})")
+        say(config, f"report: {folder / 'index.html'}")
+    if site_root is not None:
+        index = site.write_site_index(site_root)
+        say(config, f"site index: {index}")
+    return 3 if failed else 0

@@ -1,0 +1,50 @@
+"""Restricted unpickling: `meta.pkl` and tokenizer files come from strangers, so never plain pickle.
+
+Only plain containers, strings, bytes and numbers are admitted by default: the pickle opcodes for
+those need no global lookup at all, so `find_class` refuses every class except the short list a
+caller passes. Nothing refused is ever imported or called.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from pathlib import Path
+
+from .errors import VisualizerError
+
+# Globals that plain containers may need under older pickle protocols (set/frozenset/OrderedDict
+# are built by calling these with plain data; they run no user code).
+PLAIN_GLOBALS = frozenset({("builtins", "set"), ("builtins", "frozenset"), ("collections", "OrderedDict")})
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, file, source: str, allowed: frozenset):
+        super().__init__(file)
+        self._source = source
+        self._allowed = allowed
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self._allowed:
+            return super().find_class(module, name)
+        raise VisualizerError(
+            f"{self._source}: refused to unpickle '{module}.{name}': only plain dicts, lists, "
+            "strings and numbers are allowed (nothing in the file was executed)"
+        )
+
+    def persistent_load(self, pid):
+        raise VisualizerError(f"{self._source}: refused a persistent reference in the pickle")
+
+
+def load_restricted(path: Path, allowed: frozenset = PLAIN_GLOBALS) -> object:
+    """Unpickle `path` admitting only plain data plus the (module, name) pairs in `allowed`."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise VisualizerError(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        return _RestrictedUnpickler(io.BytesIO(data), str(path), allowed).load()
+    except VisualizerError:
+        raise
+    except Exception as e:  # truncated or not a pickle at all
+        raise VisualizerError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None

@@ -1,0 +1,89 @@
+"""The run's data files: `trace.json` (what was run and what it showed) and
+`activations.safetensors` (every captured tensor, float32, TransformerLens names).
+
+Both are byte-deterministic for the same inputs: sorted keys, no clock, no absolute paths.
+What this module does not do: decide how anything looks (site.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from . import __version__
+from .analyze import summarize, top_tokens
+from .capture import Cache
+from .families.base import LoadedModel
+from .tokenizer import readable
+
+TRACE_FORMAT = 1
+
+
+@dataclass
+class Probe:
+    """A probe as run: the text, its ids after truncation to the context, and what was dropped."""
+
+    text: str
+    ids: list[int]
+    dropped_ids: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _finite(obj):
+    """JSON has no NaN or infinity: write them as strings so a broken model still gets a trace."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def dumps(obj) -> str:
+    return json.dumps(_finite(obj), sort_keys=True, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def build_trace(loaded: LoadedModel, probe: Probe, cache: Cache, top_k: int = 10) -> dict:
+    tok = loaded.tokenizer
+    tokens = [tok.token_str(i) for i in probe.ids]
+    return {
+        "format": TRACE_FORMAT,
+        "tool": {"name": "visualizer", "version": __version__},
+        "family": loaded.family,
+        "model_name": loaded.name,
+        "model": loaded.card,
+        "dims": vars(loaded.dims),
+        "probe": probe.text,
+        "tokens": tokens,
+        "tokens_readable": [readable(t) for t in tokens],
+        "token_ids": list(probe.ids),
+        "dropped_tokens": len(probe.dropped_ids),
+        "dropped_token_ids": list(probe.dropped_ids),
+        "warnings": list(probe.warnings),
+        "verification": cache.verification,
+        "verification_passed": cache.passed,
+        "next_tokens": top_tokens(cache["logits"][-1], tok, top_k),
+        "tensors": summarize(cache.tensors),
+    }
+
+
+def write_activations(path: Path, cache: Cache) -> None:
+    tensors, seen = {}, set()
+    for name, t in sorted(cache.tensors.items()):
+        t = t.to(torch.float32).contiguous()
+        if t.data_ptr() in seen:  # resid_pre[l+1] is resid_post[l]: safetensors wants its own copy
+            t = t.clone()
+        seen.add(t.data_ptr())
+        tensors[name] = t
+    save_file(tensors, str(path), metadata={"tool": f"visualizer {__version__}", "dtype": "float32"})
+
+
+def write_trace(folder: Path, trace: dict, cache: Cache) -> None:
+    (folder / "trace.json").write_text(dumps(trace), encoding="utf-8")
+    write_activations(folder / "activations.safetensors", cache)
