@@ -18,7 +18,8 @@ from .errors import VisualizerError
 from .families.base import LoadedModel
 from .families.nanogpt import slug
 from .load import DEMO_CHECKPOINT, DEMO_META, load_model
-from .trace import Probe, build_trace, write_trace
+from .report_data import build_report_data
+from .trace import Probe, build_trace, dumps, write_trace
 
 VISUALIZATIONS = Path("visualizations")
 
@@ -68,8 +69,10 @@ def page_model(trace: dict, cache: Cache) -> dict:
 def write_report(loaded: LoadedModel, probe: Probe, folder: Path, top_k: int) -> dict:
     cache = capture(loaded, probe.ids)
     trace = build_trace(loaded, probe, cache, top_k)
+    report_data = build_report_data(loaded, cache, probe.ids, top_k)
     with site.atomic_folder(folder) as tmp:
         write_trace(tmp, trace, cache)
+        (tmp / "report_data.json").write_text(dumps(report_data), encoding="utf-8")
         site.render_report(tmp, page_model(trace, cache))
     return trace
 
