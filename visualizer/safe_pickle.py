@@ -13,9 +13,12 @@ from pathlib import Path
 
 from .errors import VisualizerError
 
-# Globals that plain containers may need under older pickle protocols (set/frozenset/OrderedDict
-# are built by calling these with plain data; they run no user code).
-PLAIN_GLOBALS = frozenset({("builtins", "set"), ("builtins", "frozenset"), ("collections", "OrderedDict")})
+# Globals that plain containers need under some pickle protocols: set/frozenset/OrderedDict, and
+# _codecs.encode, which protocols 0-2 use to rebuild bytes. Called with plain data, they run no
+# user code.
+PLAIN_GLOBALS = frozenset(
+    {("builtins", "set"), ("builtins", "frozenset"), ("collections", "OrderedDict"), ("_codecs", "encode")}
+)
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -25,6 +28,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         self._allowed = allowed
 
     def find_class(self, module: str, name: str):
+        module = {"__builtin__": "builtins"}.get(module, module)  # Python 2 names in protocols 0-2
         if (module, name) in self._allowed:
             return super().find_class(module, name)
         raise VisualizerError(

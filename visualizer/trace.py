@@ -81,7 +81,8 @@ def write_activations(path: Path, cache: Cache) -> None:
             t = t.clone()
         seen.add(t.data_ptr())
         tensors[name] = t
-    save_file(tensors, str(path), metadata={"tool": f"visualizer {__version__}", "dtype": "float32"})
+    # one metadata key only: safetensors writes a map's keys in no fixed order
+    save_file(tensors, str(path), metadata={"writer": f"visualizer {__version__}"})
 
 
 def write_trace(folder: Path, trace: dict, cache: Cache) -> None:
