@@ -186,3 +186,17 @@ def test_module_entry_point_exit_code_and_no_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "visualizer", "--checkpoint", str(tmp_path / "x.pt"), "--debug"],
                             capture_output=True, text=True, cwd=tmp_path, env=env)
     assert "Traceback" in result.stderr and result.returncode == 2
+
+
+def test_no_flags_and_no_dotenv_reports_the_embedded_demo(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for key in ("MODEL", "NANOGPT_META_PATH", "PROBE_SENTENCE", "OUT", "DEVICE"):
+        monkeypatch.delenv(key, raising=False)
+    code, stdout, stderr = run_cli("--quiet")
+    assert code == 0, stderr
+    (report,) = Path("visualizations/shakespeare-char").glob("*/trace.json")
+    trace = json.loads(report.read_text())
+    assert trace["probe"].startswith("ROMEO:\n") and trace["verification_passed"]
+    assert trace["model"]["best_val_loss"] < 1.6  # the committed demo learned something
+    assert trace["next_tokens"][0]["token"] == "\n"
+    assert stdout == ""
