@@ -32,6 +32,7 @@ class Probe:
     ids: list[int]
     dropped_ids: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    chat: bool = False  # text is a user message, rendered as the family's chat turn
 
 
 def _finite(obj):
@@ -60,6 +61,7 @@ def build_trace(loaded: LoadedModel, probe: Probe, cache: Cache, top_k: int = 10
         "model": loaded.card,
         "dims": vars(loaded.dims),
         "probe": probe.text,
+        **({"chat": True} if probe.chat else {}),
         "tokens": tokens,
         "tokens_readable": [readable(t) for t in tokens],
         "token_ids": list(probe.ids),
