@@ -316,3 +316,16 @@ def test_shapes_that_disagree_with_config_are_an_error(folders, tmp_path):
     with pytest.raises(VisualizerError, match=r"copy: weight 'transformer.h.0.mlp.c_fc.bias' has shape \(128,\), "
                                               r"config.json implies \(64,\) \(and 5 more\)"):
         hf.load(folder, CPU)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_command_line_detects_the_family_and_writes_the_report(name, folders, tmp_path):
+    from tests.helpers import run_cli
+
+    code, stdout, stderr = run_cli("--checkpoint", folders[name], "--probe", "the cat <sat>", "--out", tmp_path / "r")
+    assert code == 0, stderr
+    trace = json.loads((tmp_path / "r" / "trace.json").read_text())
+    assert trace["family"] == "hf" and trace["verification_passed"]
+    assert "<sat>" not in (tmp_path / "r" / "index.html").read_text()
+    code, _, stderr = run_cli("--checkpoint", folders[name], "--meta", tmp_path / "m.pkl", "--probe", "x", "--out", tmp_path / "s")
+    assert code == 2 and "--meta is for nanoGPT checkpoints" in stderr

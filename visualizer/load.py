@@ -47,7 +47,7 @@ def detect_family(checkpoint: Path) -> tuple[str, str]:
         return "nanochat", why
     if path.is_file():
         return "nanogpt", "a single checkpoint file"
-    if hf.looks_like_hf(path):
+    if (path / "config.json").is_file():
         return "hf", "config.json in the folder"
     if (path / "ckpt.pt").is_file():
         return "nanogpt", "ckpt.pt in the folder"
