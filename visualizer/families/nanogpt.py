@@ -311,10 +311,9 @@ class NanoGPTAdapter(Adapter):
         ids = new_ids.to(loaded.device)[None]  # [1, new]
         pos = torch.arange(start, T, dtype=torch.long, device=loaded.device)  # [new]
         x = m.transformer.wte(ids) + m.transformer.wpe(pos)  # [1, new, C]
-        if new == 1 or start == 0:
-            mask = None  # one query sees every cached key; a prefill from 0 is plain causal
-        else:  # query at position start+i sees keys 0..start+i
-            mask = torch.arange(T, device=loaded.device)[None, :] <= pos[:, None]  # [new, T]
+        # query at position start+i sees keys 0..start+i; one new query sees every cached key
+        allowed = self.attention_mask(0, T, loaded.device)[start:T] if new > 1 else None  # [new, T]
+        mask = allowed if start > 0 else None  # a prefill from 0 is the full forward's is_causal call
         patterns, zs, values, resids = [], [], [], []
         for layer, block in enumerate(m.transformer.h):
             q, k, v = block.attn.c_attn(block.ln_1(x)).split(C, dim=2)  # each [1, new, C]
@@ -324,11 +323,10 @@ class NanoGPTAdapter(Adapter):
             keys = cache.keys[layer][None, :, :T]  # [1, nh, T, hs]
             vals = cache.values[layer][None, :, :T]  # [1, nh, T, hs]
             y = F.scaled_dot_product_attention(
-                q, keys, vals, attn_mask=mask, dropout_p=0.0, is_causal=mask is None and new > 1
+                q, keys, vals, attn_mask=mask, dropout_p=0.0, is_causal=start == 0 and new > 1
             )  # [1, nh, new, hs]: the same kernel call as the full forward
             scores = (q[0] @ keys[0].transpose(-1, -2)) * self.attention_scale(dims, layer)  # [nh, new, T]
-            if new > 1:
-                allowed = torch.arange(T, device=loaded.device)[None, :] <= pos[:, None]  # [new, T]
+            if allowed is not None:
                 scores = scores.masked_fill(~allowed, float("-inf"))
             patterns.append(torch.softmax(scores, dim=-1))
             zs.append(y[0].transpose(0, 1))  # [new, nh, hs]
