@@ -122,3 +122,4 @@ def main(argv: list[str] | None = None) -> int:
         return run(build_config(args))
 
     return run_guarded(go, args.debug)
+from . import generate_cli  # noqa: E402,F401  (registers the `generate` subcommand)

@@ -68,20 +68,21 @@ def copy_assets(folder: Path) -> None:
     shutil.copytree(STATIC, folder / "assets", dirs_exist_ok=True)
 
 
-def check_target(target: Path) -> None:
-    """Refuse to replace something that is not a report (a home folder given as --out, a file)."""
+def check_target(target: Path, marker: str = REPORT_MARKER) -> None:
+    """Refuse to replace something that is not ours (a home folder given as --out, a file): an
+    existing folder is replaced only when empty or holding `marker` (trace.json for reports)."""
     if target.exists():
         if not target.is_dir():
             raise VisualizerError(f"--out {target}: exists and is not a folder")
-        if any(target.iterdir()) and not (target / REPORT_MARKER).is_file():
+        if any(target.iterdir()) and not (target / marker).is_file():
             raise VisualizerError(f"--out {target}: folder is not empty and holds no earlier report; choose another")
 
 
 @contextlib.contextmanager
-def atomic_folder(target: Path):
+def atomic_folder(target: Path, marker: str = REPORT_MARKER):
     """Yield a temporary folder beside `target`; on success it replaces `target` in one rename."""
     target = Path(target)
-    check_target(target)
+    check_target(target, marker)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
