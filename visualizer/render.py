@@ -29,13 +29,21 @@ FIGURE_FIELDS = ("key", "section", "file", "tensor", "shape", "scale", "title", 
 # Each section is a list of groups: (id, heading, tensors, one-sentence explanation). A figure goes
 # to the group named by its optional `group` field, else to the group listing its tensor, else
 # ("lens" / "neighbours" in its key) to that view's group, else to "more" at the section's end.
+# Names a family does not capture drop their group; captured names no group lists are shown in an
+# "Other tensors" group of their section (see leftover_groups).
 EMBEDDING_GROUPS = [
     ("embed", "Token embedding", ["hook_embed"],
      "Each probe token's row of the token-embedding matrix W_E: one d_model-wide vector per position."),
     ("pos_embed", "Position embedding", ["hook_pos_embed"],
-     "The learned vector the model adds for each position (absent in models that encode positions otherwise)."),
-    ("sum", "Their sum: the residual stream entering layer 0", ["blocks.0.hook_resid_pre"],
-     "Token embedding plus position embedding: what the first layer reads and writes into."),
+     "The learned vector the model adds for each position."),
+    ("ln_embed", "Normalised embedding", ["ln_embed.hook_normalized"],
+     "The token embedding after the model's embedding norm."),
+    ("smear", "Smear", ["hook_smear_gate", "hook_smear"],
+     "A gate per position and what it mixes in from the previous position's normalised embedding."),
+    ("x0", "x0", ["hook_x0"],
+     "The stream entering block 0, which later layers also mix back in with learned weights."),
+    ("sum", "The residual stream entering layer 0", ["blocks.0.hook_resid_pre"],
+     "What the first layer reads and writes into: the embedding step's output."),
     ("neighbours", "Nearest vocabulary neighbours", [],
      "For each probe token, the vocabulary tokens whose embedding rows point the most the same way (cosine similarity)."),
 ]
@@ -44,32 +52,37 @@ LAYER_GROUPS = [
     ("resid_pre", "Residual stream entering the layer", ["blocks.{l}.hook_resid_pre"],
      "The running sum of everything written so far; every layer reads it and adds to it."),
     ("ln1", "ln_1 output", ["blocks.{l}.ln1.hook_normalized"],
-     "The residual stream normalised by LayerNorm ln_1 (mean 0, variance 1, then scaled): what attention reads."),
+     "The residual stream normalised by the layer's first norm: what attention reads."),
     ("qkv", "Queries, keys and values, every head", ["blocks.{l}.attn.hook_q", "blocks.{l}.attn.hook_k", "blocks.{l}.attn.hook_v"],
      "Each head projects every position into a query (what it looks for), a key (what it offers) and a value (what it passes on)."),
+    ("ve", "Value embeddings", ["blocks.{l}.attn.hook_ve", "blocks.{l}.attn.hook_ve_gate"],
+     "A per-token embedding, gated per position and head, added to the values of this layer."),
     ("attention", "Attention scores and pattern, every head", ["blocks.{l}.attn.hook_attn_scores", "blocks.{l}.attn.hook_pattern"],
-     "Scores are query·key / sqrt(d_head), −∞ for later positions; the pattern is their softmax over each row: how much each position reads from each earlier one."),
+     "Scores are query·key scaled, −∞ where a query may not look (later positions); the pattern is their softmax over each row: how much each position reads from each earlier one."),
     ("z", "z and attn_out", ["blocks.{l}.attn.hook_z", "blocks.{l}.hook_attn_out"],
      "z is each head's attention-weighted sum of values; attn_out is all heads' z projected back to d_model and added to the stream."),
     ("resid_mid", "Residual stream after attention", ["blocks.{l}.hook_resid_mid"],
      "resid_pre + attn_out: what the MLP half of the layer reads."),
     ("mlp", "MLP pre and post activations", ["blocks.{l}.ln2.hook_normalized", "blocks.{l}.mlp.hook_pre", "blocks.{l}.mlp.hook_post"],
-     "ln_2 normalises the stream; the MLP's first matrix gives the pre-activations, GELU turns them into the post-activations (its neurons)."),
+     "The second norm, then the MLP's first matrix gives the pre-activations and the nonlinearity turns them into the post-activations (its neurons)."),
     ("mlp_out", "mlp_out", ["blocks.{l}.hook_mlp_out"],
      "The neurons' activations multiplied by the MLP's second matrix: what the MLP adds to the stream."),
     ("resid_post", "Residual stream leaving the layer", ["blocks.{l}.hook_resid_post"],
-     "resid_mid + mlp_out: the layer's output and the next layer's input. Its L2 norm per position is drawn below."),
+     "resid_mid + mlp_out: the layer's output. Its L2 norm per position is drawn below."),
     ("lens", "Logit lens after this layer", [],
-     "The final LayerNorm and unembedding applied to this layer's output, as if the model stopped here: its top-5 next tokens at every position."),
+     "The final norm and unembedding applied to this layer's output, as if the model stopped here: its top-5 next tokens at every position."),
 ]
 
 FINAL_GROUPS = [
+    ("resid_final", "Residual stream entering the final norm", ["hook_resid_final"],
+     "The last layer's output after the model's last adjustment (backout)."),
     ("ln_final", "ln_final output", ["ln_final.hook_normalized"],
-     "The last layer's output normalised by the final LayerNorm: the vector each token's unembedding row is dotted with."),
+     "The residual stream normalised by the final norm: the vector each token's unembedding row is dotted with."),
     ("logits", "Next-token candidates at every position", ["logits"],
-     "logits = ln_final(x) · W_U; softmax turns them into the probability of each vocabulary token coming next."),
+     "logits = ln_final(x) · W_U (then any cap the model applies); softmax turns them into the probability of each token coming next."),
     ("dla", "Dot-product breakdown of the top candidates", [], ""),
 ]
+FINAL_PREFIXES = ("ln_final.", "logits", "hook_resid_final", "unembed")  # other top-level names: embeddings
 
 VIEW_KEYWORDS = (("lens", "lens"), ("neighbo", "neighbours"))
 
@@ -132,8 +145,9 @@ def place_figures(figures: list[dict], groups: list[dict]) -> list[dict]:
     return more
 
 
-def section_groups(spec, stats: dict, figures: list[dict], always: set[str], **fmt) -> dict:
-    """Groups of one section with their figures and statistics rows; empty groups dropped."""
+def section_groups(spec, stats: dict, figures: list[dict], always: set[str], others: list[str], **fmt) -> dict:
+    """Groups of one section with their figures and statistics rows; empty groups dropped.
+    `others`: captured names of this section no group lists (shown in an "Other tensors" group)."""
     groups = []
     for gid, heading, tensors, text in spec:
         names = [t.format(**fmt) for t in tensors]
@@ -141,6 +155,12 @@ def section_groups(spec, stats: dict, figures: list[dict], always: set[str], **f
             {"id": gid, "heading": heading, "text": text, "tensors": names, "figures": [],
              "stats": [(n, stats[n]) for n in names if n in stats]}
         )
+    listed = {n for g in groups for n in g["tensors"]}
+    extra = [n for n in others if n not in listed]
+    if extra:
+        groups.append({"id": "other", "heading": "Other tensors", "figures": [], "tensors": extra,
+                       "text": "Captured by this model's family; named as in activations.safetensors.",
+                       "stats": [(n, stats[n]) for n in extra]})
     more = place_figures(figures, groups)
     kept = [g for g in groups if g["figures"] or g["stats"] or g["id"] in always]
     return {"groups": kept, "more": more}
@@ -333,13 +353,17 @@ def page_model(folder: Path, trace: dict, report_data: dict, figures: list[dict]
     by_section: dict[str, list[dict]] = {}
     for fig in checked:
         by_section.setdefault(fig["section"] if fig["section"] in known else "other", []).append(fig)
-    embeddings = section_groups(EMBEDDING_GROUPS, stats, by_section.get("embeddings", []), {"neighbours"})
+    top = sorted(n for n in stats if not n.startswith("blocks."))
+    final_names = [n for n in top if n.startswith(FINAL_PREFIXES)]
+    embeddings = section_groups(EMBEDDING_GROUPS, stats, by_section.get("embeddings", []), {"neighbours"},
+                                [n for n in top if n not in final_names])
     layers = [
         {"index": l, "data": f"data/layer-{l}.js",
-         **section_groups(LAYER_GROUPS, stats, by_section.get(f"layer.{l}", []), {"attention", "mlp", "resid_post", "lens"}, l=l)}
+         **section_groups(LAYER_GROUPS, stats, by_section.get(f"layer.{l}", []), {"attention", "mlp", "resid_post", "lens"},
+                          sorted(n for n in stats if n.startswith(f"blocks.{l}.")), l=l)}
         for l in range(n_layer)
     ]
-    final = section_groups(FINAL_GROUPS, stats, by_section.get("final", []), {"logits", "dla"})
+    final = section_groups(FINAL_GROUPS, stats, by_section.get("final", []), {"logits", "dla"}, final_names)
     T = report_data["positions"]
     last = report_data["final"]["topk"][-1]
     page = {

@@ -32,6 +32,7 @@ class Probe:
     ids: list[int]
     dropped_ids: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    chat: bool = False  # text is a user message, rendered as the family's chat turn
 
 
 def _finite(obj):
@@ -60,6 +61,7 @@ def build_trace(loaded: LoadedModel, probe: Probe, cache: Cache, top_k: int = 10
         "model": loaded.card,
         "dims": vars(loaded.dims),
         "probe": probe.text,
+        **({"chat": True} if probe.chat else {}),
         "tokens": tokens,
         "tokens_readable": [readable(t) for t in tokens],
         "token_ids": list(probe.ids),
@@ -81,7 +83,8 @@ def write_activations(path: Path, cache: Cache) -> None:
             t = t.clone()
         seen.add(t.data_ptr())
         tensors[name] = t
-    save_file(tensors, str(path), metadata={"tool": f"visualizer {__version__}", "dtype": "float32"})
+    # one metadata key only: safetensors writes a map's keys in no fixed order
+    save_file(tensors, str(path), metadata={"writer": f"visualizer {__version__}"})
 
 
 def write_trace(folder: Path, trace: dict, cache: Cache) -> None:
