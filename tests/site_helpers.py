@@ -1,4 +1,4 @@
-"""Report folders for the page tests: a small random nanoGPT checkpoint, run through the real
+"""Report folders for the page tests: a small random nanoGPT checkpoint (tests.factories), run through the real
 pipeline (load -> capture -> build_trace -> write_trace -> build_report_data), plus a few real PNG
 figures drawn here with matplotlib, then `render.render_folder`.
 
@@ -7,13 +7,10 @@ What this module does not do: test anything itself (test_render.py, test_page.py
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
-import torch
-
+from tests.factories import make_checkpoint
 from visualizer.capture import capture
-from visualizer.families.nanogpt_model import GPT, GPTConfig
 from visualizer.load import load_model
 from visualizer.render import render_folder
 from visualizer.report import prepare_probe
@@ -23,32 +20,16 @@ from visualizer.trace import build_trace, dumps, write_trace
 CHAR_VOCAB = sorted(set("\n !',.:;?abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"))
 
 # Tokens an HTML page must show as text: markup, entities, quotes, whitespace, control, emoji.
-HOSTILE_VOCAB = [
+INJECTION_VOCAB = [
     "<unk>", "<script>alert(1)</script>", "<script>window.__pwned=1</script>",
     '<img src=x onerror="window.__pwned=2">', "</script>", "</details>", "<!--", "-->",
     "&amp;", "&lt;", '"', "'", '" onmouseover="window.__pwned=3', "`", "\\", "<", ">", "&",
     " ", "\n", "\t", "\u2028", "😀", "👍🏽", "中", "a", "b", "c",
 ]
-HOSTILE_PROBE = (
+INJECTION_PROBE = (
     "<script>alert(1)</script> &amp; \" ' <img src=x onerror=\"window.__pwned=2\">\n😀 a "
     "</details> <!-- b --> \" onmouseover=\"window.__pwned=3 <script>window.__pwned=1</script> 👍🏽 中 & < > c"
 )
-
-
-def make_checkpoint(folder: Path, vocab: list[str], *, n_layer=2, n_head=2, n_embd=32, block_size=64,
-                    bias=False, seed=0) -> tuple[Path, Path]:
-    """ckpt.pt + meta.pkl as nanoGPT writes them, random (seeded) weights."""
-    folder.mkdir(parents=True, exist_ok=True)
-    args = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, bias=bias,
-                vocab_size=len(vocab), dropout=0.0)
-    model = GPT(GPTConfig(**args))
-    model.init_weights(torch.Generator().manual_seed(seed))
-    torch.save({"model": model.state_dict(), "model_args": args, "iter_num": 0, "best_val_loss": 9.9,
-                "config": {"dataset": "x"}}, folder / "ckpt.pt")
-    with open(folder / "meta.pkl", "wb") as f:
-        pickle.dump({"vocab_size": len(vocab), "itos": dict(enumerate(vocab)),
-                     "stoi": {t: i for i, t in enumerate(vocab)}}, f)
-    return folder / "ckpt.pt", folder / "meta.pkl"
 
 
 def draw_figures(folder: Path, tensors: dict, specs: list[tuple[str, str, str]]) -> list[dict]:
@@ -76,7 +57,7 @@ def draw_figures(folder: Path, tensors: dict, specs: list[tuple[str, str, str]])
 
 def make_report(folder: Path, probe_text: str, vocab: list[str], figure_specs=(), **model) -> list[dict]:
     """A rendered report folder from a fresh checkpoint; returns the figure list it was given."""
-    ckpt, meta = make_checkpoint(folder.parent / (folder.name + "-model"), vocab, **model)
+    ckpt, meta = make_checkpoint(folder.parent / (folder.name + "-model"), vocab=vocab, **model)
     loaded = load_model(ckpt, meta, "cpu")
     probe = prepare_probe(loaded, probe_text)
     cache = capture(loaded, probe.ids)

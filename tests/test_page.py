@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.site_helpers import CHAR_VOCAB, HOSTILE_PROBE, HOSTILE_VOCAB, make_report
+from tests.site_helpers import CHAR_VOCAB, INJECTION_PROBE, INJECTION_VOCAB, make_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -169,7 +169,7 @@ def test_thumbnail_grid_and_logit_lens_respond(browser, small):
 
 def test_hostile_vocabulary_shows_text_and_injects_nothing(browser, tmp_path):
     folder = tmp_path / "hostile"
-    make_report(folder, HOSTILE_PROBE, HOSTILE_VOCAB, n_layer=1, n_head=2, n_embd=16, block_size=64)
+    make_report(folder, INJECTION_PROBE, INJECTION_VOCAB, n_layer=1, n_head=2, n_embd=16, block_size=64)
     p = Page(browser, folder)
     for sel in ("#embeddings", "#attention", "#layer-0", "#lens", "#final-all"):
         p.open(sel)

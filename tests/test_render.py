@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from tests.site_helpers import CHAR_VOCAB, HOSTILE_PROBE, HOSTILE_VOCAB, make_report, site_files
+from tests.site_helpers import CHAR_VOCAB, INJECTION_PROBE, INJECTION_VOCAB, make_report, site_files
 from visualizer import render, viewdata
 from visualizer.errors import VisualizerError
 
@@ -189,7 +189,7 @@ def test_two_runs_of_the_whole_pipeline_give_identical_files(tmp_path):
 
 def test_hostile_vocabulary_is_escaped(tmp_path):
     folder = tmp_path / "hostile"
-    make_report(folder, HOSTILE_PROBE, HOSTILE_VOCAB, n_layer=1, n_head=2, n_embd=16, block_size=64)
+    make_report(folder, INJECTION_PROBE, INJECTION_VOCAB, n_layer=1, n_head=2, n_embd=16, block_size=64)
     html = (folder / "index.html").read_text(encoding="utf-8")
     assert html.count("<script") == 2  # the page's own JSON block and viz.js, nothing injected
     assert "<img src=x" not in html and "<!-- b" not in html and "</details> " not in html
@@ -212,6 +212,8 @@ def test_figures_are_checked(small, tmp_path):
     with pytest.raises(VisualizerError, match="does not exist"):
         render.check_figure(folder, {**bad, "file": "figures/nope.png"})
     assert render.check_figure(folder, bad)["width"] == 240  # read from the PNG header (4 in x 60 dpi)
+    as_object = __import__("types").SimpleNamespace(**bad)  # plots.Figure objects work as well as dicts
+    assert render.check_figure(folder, as_object) == render.check_figure(folder, bad)
 
 
 def test_unknown_sections_and_tensors_still_show(small, tmp_path):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -105,8 +106,11 @@ def png_size(path: Path) -> tuple[int, int] | None:
     return struct.unpack(">II", head[16:24])
 
 
-def check_figure(folder: Path, fig: dict) -> dict:
-    """A figure record as the template uses it; refuses missing fields and files outside the folder."""
+def check_figure(folder: Path, fig) -> dict:
+    """A figure record as the template uses it; refuses missing fields and files outside the folder.
+    `fig` is a dict or any object with the fields as attributes (plots.Figure)."""
+    if not isinstance(fig, Mapping):
+        fig = {f: getattr(fig, f) for f in (*FIGURE_FIELDS, "group") if hasattr(fig, f)}
     missing = [f for f in FIGURE_FIELDS if f not in fig]
     if missing:
         raise VisualizerError(f"figure {fig.get('key', '?')!r}: missing field(s) {', '.join(missing)}")
@@ -387,7 +391,7 @@ def page_model(folder: Path, trace: dict, report_data: dict, figures: list[dict]
     }
 
 
-def render_folder(folder: Path, figures: list[dict]) -> None:
+def render_folder(folder: Path, figures: list) -> None:
     """Write index.html, assets/ and data/*.js into `folder` from its trace.json,
     report_data.json and activations.safetensors; `figures` (already drawn into folder) are
     placed in their sections. Same files in, same bytes out."""
