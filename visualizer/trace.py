@@ -65,6 +65,9 @@ def build_trace(loaded: LoadedModel, probe: Probe, cache: Cache, top_k: int = 10
         "tokens": tokens,
         "tokens_readable": [readable(t) for t in tokens],
         "token_ids": list(probe.ids),
+        # positions of marker tokens, so views can hide attention to them (a BOS attention sink)
+        "bos_position": 0 if probe.ids and tok.bos_id is not None and probe.ids[0] == tok.bos_id else None,
+        "special_positions": [i for i, t in enumerate(probe.ids) if t in tok.special_ids],
         "dropped_tokens": len(probe.dropped_ids),
         "dropped_token_ids": list(probe.dropped_ids),
         "warnings": list(probe.warnings),

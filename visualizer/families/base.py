@@ -9,6 +9,7 @@ What this module does not do: load files (each family does), or run hooks (captu
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -74,6 +75,12 @@ class Adapter:
     def plain_forward(self, loaded: LoadedModel, ids: torch.Tensor) -> torch.Tensor:
         """Logits [pos, vocab] from the model's own forward, no hooks involved."""
         raise NotImplementedError
+
+    def capture_context(self, loaded: LoadedModel, store: dict[str, torch.Tensor]) -> contextlib.AbstractContextManager:
+        """Entered around the hooked forward, for activations that exist only inside a function call
+        (q and k after rotary, say): the context records them into `store` under their names, then
+        restores whatever it wrapped. Default: nothing to record."""
+        return contextlib.nullcontext(store)
 
     def attention_mask(self, layer: int, T: int, device: torch.device) -> torch.Tensor:
         """[query_pos, key_pos] bool, True where a query may attend a key. Default: causal."""

@@ -21,6 +21,7 @@ from ..errors import VisualizerError
 from ..safe_pickle import load_restricted
 from ..tokenizer import Tokenizer, from_meta, gpt2_bpe_offline
 from .base import Adapter, Dims, HookSpec, LoadedModel
+from .decompose import add_attention_pieces, frozen_layer_norm
 from .nanogpt_model import GPT, GPTConfig
 
 REQUIRED_ARGS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")
@@ -287,26 +288,15 @@ class NanoGPTAdapter(Adapter):
         dims = loaded.dims
         parts = {"embed": cache_tensors["hook_embed"], "pos_embed": cache_tensors["hook_pos_embed"]}
         for layer in range(dims.n_layer):
-            c_proj = loaded.model.transformer.h[layer].attn.c_proj
+            c_proj = loaded.model.transformer.h[layer].attn.c_proj  # nn.Linear: weight [d_model, d_model]
             w_o = c_proj.weight.detach().to("cpu", torch.float32).T.reshape(dims.n_head, dims.d_head, dims.d_model)
-            z = cache_tensors[f"blocks.{layer}.attn.hook_z"]  # [T, nh, hs]
-            per_head = torch.einsum("thd,hdm->htm", z, w_o)  # [nh, T, d_model]
-            for head in range(dims.n_head):
-                parts[f"L{layer}.H{head}"] = per_head[head]
-            if c_proj.bias is not None:
-                T = z.shape[0]
-                parts[f"L{layer}.attn_bias"] = c_proj.bias.detach().to("cpu", torch.float32).expand(T, -1)
+            bias = c_proj.bias.detach().to("cpu", torch.float32) if c_proj.bias is not None else None
+            add_attention_pieces(parts, layer, cache_tensors[f"blocks.{layer}.attn.hook_z"], w_o, bias)
             parts[f"L{layer}.mlp"] = cache_tensors[f"blocks.{layer}.hook_mlp_out"]
         return parts
 
     def frozen_final_norm(self, loaded: LoadedModel, x: torch.Tensor):
         ln_f = loaded.model.transformer.ln_f
         weight = ln_f.weight.detach().to("cpu", torch.float32)
-        bias = ln_f.bias.detach().to("cpu", torch.float32) if ln_f.bias is not None else torch.zeros_like(weight)
-        x = x.to("cpu", torch.float32)
-        sigma = torch.sqrt(x.var(dim=-1, unbiased=False) + 1e-5)  # LayerNorm's own eps
-
-        def linear(piece: torch.Tensor) -> torch.Tensor:  # centring is linear; the scale is frozen
-            return (piece - piece.mean(dim=-1, keepdim=True)) / sigma * weight
-
-        return linear, bias
+        bias = ln_f.bias.detach().to("cpu", torch.float32) if ln_f.bias is not None else None
+        return frozen_layer_norm(x, weight, bias, 1e-5)  # LayerNorm's own eps
