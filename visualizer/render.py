@@ -64,8 +64,10 @@ LAYER_GROUPS = [
      "z is each head's attention-weighted sum of values; attn_out is all heads' z projected back to d_model and added to the stream."),
     ("resid_mid", "Residual stream after attention", ["blocks.{l}.hook_resid_mid"],
      "resid_pre + attn_out: what the MLP half of the layer reads."),
-    ("mlp", "MLP pre and post activations", ["blocks.{l}.ln2.hook_normalized", "blocks.{l}.mlp.hook_pre", "blocks.{l}.mlp.hook_post"],
-     "The second norm, then the MLP's first matrix gives the pre-activations and the nonlinearity turns them into the post-activations (its neurons)."),
+    ("mlp", "MLP pre and post activations", ["blocks.{l}.ln2.hook_normalized", "blocks.{l}.mlp.hook_pre",
+                                             "blocks.{l}.mlp.hook_pre_linear", "blocks.{l}.mlp.hook_post"],
+     "The second norm, then the MLP's first matrix gives the pre-activations and the nonlinearity turns them into the "
+     "post-activations (its neurons); a gated MLP multiplies them by a second, linear projection (hook_pre_linear)."),
     ("mlp_out", "mlp_out", ["blocks.{l}.hook_mlp_out"],
      "The neurons' activations multiplied by the MLP's second matrix: what the MLP adds to the stream."),
     ("resid_post", "Residual stream leaving the layer", ["blocks.{l}.hook_resid_post"],
