@@ -10,9 +10,8 @@ import hashlib
 import sys
 from pathlib import Path
 
-from . import site
-from .analyze import layer_names
-from .capture import Cache, capture
+from . import render, site
+from .capture import capture
 from .config import Config
 from .errors import VisualizerError
 from .families.base import LoadedModel
@@ -57,21 +56,6 @@ def prepare_probe(loaded: LoadedModel, text: str, chat: bool = False) -> Probe:
     return Probe(text=text, ids=ids[-n_ctx:], dropped_ids=dropped, warnings=warnings, chat=chat)
 
 
-def page_model(trace: dict, cache: Cache) -> dict:
-    """What report.html needs: the trace plus tensor summaries grouped by section."""
-    names = list(cache.tensors)
-    stats = trace["tensors"]
-    layers = [
-        {"index": layer, "tensors": [(n, stats[n]) for n in layer_names(names, layer)]}
-        for layer in range(trace["dims"]["n_layer"])
-    ]
-    # names outside the blocks, in the order the forward made them: before the blocks, and after
-    first_block = next((i for i, n in enumerate(names) if n.startswith("blocks.")), len(names))
-    embeddings = [(n, stats[n]) for i, n in enumerate(names) if i < first_block]
-    final = [(n, stats[n]) for i, n in enumerate(names) if i > first_block and not n.startswith("blocks.")]
-    return {"trace": trace, "layers": layers, "embeddings": embeddings, "final": final}
-
-
 def write_report(loaded: LoadedModel, probe: Probe, folder: Path, top_k: int) -> dict:
     cache = capture(loaded, probe.ids)
     trace = build_trace(loaded, probe, cache, top_k)
@@ -79,7 +63,7 @@ def write_report(loaded: LoadedModel, probe: Probe, folder: Path, top_k: int) ->
     with site.atomic_folder(folder) as tmp:
         write_trace(tmp, trace, cache)
         (tmp / "report_data.json").write_text(dumps(report_data), encoding="utf-8")
-        site.render_report(tmp, page_model(trace, cache))
+        render.render_folder(tmp, figures=[])  # the figures (plots.render_figures) are wired in on main
     return trace
 
 
