@@ -62,7 +62,7 @@ def write_report(loaded: LoadedModel, probe: Probe, folder: Path, top_k: int) ->
     report_data = build_report_data(loaded, cache, probe.ids, top_k)
     with site.atomic_folder(folder) as tmp:
         write_trace(tmp, trace, cache)
-        (tmp / "report_data.json").write_text(dumps(report_data), encoding="utf-8")
+        (tmp / "report_data.json").write_text(dumps(report_data, compact=True), encoding="utf-8")
         render.render_folder(tmp, figures=[])  # the figures (plots.render_figures) are wired in on main
     return trace
 
