@@ -7,10 +7,13 @@ HTML itself (site.py).
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 from pathlib import Path
 
-from . import render, site
+from safetensors.torch import load_file
+
+from . import plots, render, site
 from .capture import capture
 from .config import Config
 from .errors import VisualizerError
@@ -63,8 +66,22 @@ def write_report(loaded: LoadedModel, probe: Probe, folder: Path, top_k: int) ->
     with site.atomic_folder(folder) as tmp:
         write_trace(tmp, trace, cache)
         (tmp / "report_data.json").write_text(dumps(report_data, compact=True), encoding="utf-8")
-        render.render_folder(tmp, figures=[])  # the figures (plots.render_figures) are wired in on main
+        render_pages(tmp, trace, cache.tensors, report_data)
     return trace
+
+
+def render_pages(folder: Path, trace: dict, tensors: dict, report_data: dict) -> None:
+    """Figures (parallel PNGs) then the page and its data files, from the run's data alone."""
+    figures = plots.render_figures(folder, plots.plan_figures(trace, tensors, report_data), workers=plots.default_workers())
+    render.render_folder(folder, figures)
+
+
+def render_from_files(folder: Path) -> None:
+    """Rebuild a report's figures and pages from its trace.json, report_data.json and activations;
+    no model and no forward pass."""
+    trace = json.loads((folder / "trace.json").read_text(encoding="utf-8"))
+    report_data = json.loads((folder / "report_data.json").read_text(encoding="utf-8"))
+    render_pages(folder, trace, load_file(str(folder / "activations.safetensors")), report_data)
 
 
 def resolve_paths(config: Config) -> tuple[Path, Path | None]:
