@@ -62,6 +62,7 @@ def report_parser() -> argparse.ArgumentParser:
         "and visualizations/index.html",
     )
     parser.add_argument("--top-k", type=int, default=10, metavar="K", help="next-token candidates listed (default 10)")
+    store_cli.add_report_options(parser)
     add_common_options(parser)
     parser.add_argument("--version", action="version", version=f"visualizer {__version__}")
     return parser
@@ -98,3 +99,6 @@ def main(argv: list[str] | None = None) -> int:
         return run(build_config(args))
 
     return run_guarded(go, args.debug)
+
+
+from . import store_cli  # noqa: E402  (registers traces, render, compare; imports cli)

@@ -9,10 +9,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dotenv import dotenv_values
 
 from .errors import VisualizerError
+from .readfile import read_text
+from .store import options_from_args as store_options
+
+if TYPE_CHECKING:
+    from .attribution import AttributionOptions
+    from .store import StoreOptions
 
 DEFAULT_PROBE = "ROMEO:\nBut soft, what light through yonder window breaks?"
 
@@ -22,6 +29,7 @@ ENV_KEYS = {
     "PROBE_SENTENCE": "probe",
     "OUT": "out",
     "DEVICE": "device",
+    "TRACE_STORE": "store",
 }
 
 
@@ -35,6 +43,9 @@ class Config:
     quiet: bool = False
     debug: bool = False
     top_k: int = 10
+    # trace store and attribution (issue 6); the CLI stores every run, a Config built in code does not
+    store: StoreOptions | None = None
+    attribution: AttributionOptions | None = None  # None: the top next token at the last position
 
 
 def read_env(env_file: Path | None) -> dict[str, str]:
@@ -52,18 +63,13 @@ def read_env(env_file: Path | None) -> dict[str, str]:
 
 
 def read_probe_file(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise VisualizerError(f"--probe-file {path}: not found") from None
-    except UnicodeDecodeError as e:
-        raise VisualizerError(f"--probe-file {path}: not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise VisualizerError(f"--probe-file {path}: cannot read: {e.strerror}") from None
+    return read_text(path, f"--probe-file {path}")
 
 
 def build_config(args) -> Config:
     """Merge parsed flags (argparse Namespace; None = not given) over env/.env over defaults."""
+    from .attribution import options_from_args as attribution_options  # imports torch: only for a run
+
     env = read_env(Path(args.env_file) if getattr(args, "env_file", None) else None)
     probes = list(args.probe or [])
     for probe_file in getattr(args, "probe_file", None) or []:
@@ -86,4 +92,6 @@ def build_config(args) -> Config:
         quiet=bool(args.quiet),
         debug=bool(args.debug),
         top_k=args.top_k,
+        store=store_options(args, env),
+        attribution=attribution_options(args),
     )

@@ -10,13 +10,14 @@ import hashlib
 import sys
 from pathlib import Path
 
-from . import site
-from .analyze import layer_names
-from .capture import Cache, capture
+from . import analysis, attribution, site, store
+from .analyze import capture_order, layer_names
+from .capture import capture
 from .config import Config
 from .errors import VisualizerError
 from .families.base import LoadedModel
 from .families.nanogpt import slug
+from .readfile import read_json
 from .load import DEMO_CHECKPOINT, DEMO_META, load_model
 from .report_data import build_report_data
 from .trace import Probe, build_trace, dumps, write_trace
@@ -53,27 +54,48 @@ def prepare_probe(loaded: LoadedModel, text: str) -> Probe:
     return Probe(text=text, ids=ids[-n_ctx:], dropped_ids=dropped, warnings=warnings)
 
 
-def page_model(trace: dict, cache: Cache) -> dict:
-    """What report.html needs: the trace plus tensor summaries grouped by section."""
-    names = list(cache.tensors)
+def page_model(trace: dict, extras: dict) -> dict:
+    """What report.html needs: the trace plus tensor summaries grouped by section, and the optional
+    files of the run (extras: 'report_data', 'analysis', 'attribution' -> parsed JSON or None)."""
     stats = trace["tensors"]
+    names = capture_order(list(stats))
     layers = [
         {"index": layer, "tensors": [(n, stats[n]) for n in layer_names(names, layer)]}
         for layer in range(trace["dims"]["n_layer"])
     ]
     embeddings = [(n, stats[n]) for n in ("hook_embed", "hook_pos_embed") if n in stats]
     final = [(n, stats[n]) for n in ("ln_final.hook_normalized", "logits") if n in stats]
-    return {"trace": trace, "layers": layers, "embeddings": embeddings, "final": final}
+    return {"trace": trace, "layers": layers, "embeddings": embeddings, "final": final,
+            "analysis": extras.get("analysis"), "attribution": extras.get("attribution")}
 
 
-def write_report(loaded: LoadedModel, probe: Probe, folder: Path, top_k: int) -> dict:
+EXTRA_FILES = ("report_data", "analysis", "attribution")
+
+
+def render_from_files(folder: Path) -> None:
+    """Write index.html and the assets of a report folder from its files alone: trace.json and, when
+    present, report_data.json, analysis.json, attribution.json. No model and no forward pass; the
+    plain run and `render ID` both end here, so they write the same page."""
+    folder = Path(folder)
+    trace = read_json(folder / "trace.json", str(folder))
+    extras = {name: read_json(folder / f"{name}.json", str(folder)) if (folder / f"{name}.json").is_file() else None
+              for name in EXTRA_FILES}
+    site.render_report(folder, page_model(trace, extras))
+
+
+def write_report(loaded: LoadedModel, probe: Probe, folder: Path, top_k: int,
+                 attribution_options: attribution.AttributionOptions | None = None) -> dict:
     cache = capture(loaded, probe.ids)
     trace = build_trace(loaded, probe, cache, top_k)
     report_data = build_report_data(loaded, cache, probe.ids, top_k)
+    analysed = analysis.analyze(cache.tensors, trace, report_data, loaded.tokenizer.token_str)
+    attributed = attribution.attribute(loaded, cache, probe.ids, attribution_options)
     with site.atomic_folder(folder) as tmp:
         write_trace(tmp, trace, cache)
         (tmp / "report_data.json").write_text(dumps(report_data), encoding="utf-8")
-        site.render_report(tmp, page_model(trace, cache))
+        (tmp / "analysis.json").write_text(dumps(analysed), encoding="utf-8")
+        (tmp / "attribution.json").write_text(dumps(attributed), encoding="utf-8")
+        render_from_files(tmp)
     return trace
 
 
@@ -90,6 +112,9 @@ def run(config: Config) -> int:
         f"{loaded.dims.n_layer} layers, {loaded.dims.n_head} heads, d_model {loaded.dims.d_model}; "
         f"tokenizer {loaded.tokenizer.describe()})")
     probes = [prepare_probe(loaded, text) for text in config.probes]  # every probe checked before writing
+    attribution.check_options(loaded, [len(p.ids) for p in probes], config.attribution)
+    if config.store is not None:
+        store.check_root(config.store.root)
     single = len(probes) == 1
     if config.out is not None:
         site_root = None if single else config.out
@@ -101,7 +126,10 @@ def run(config: Config) -> int:
     for probe, folder in zip(probes, folders):
         for message in probe.warnings:
             warn(message)
-        trace = write_report(loaded, probe, folder, config.top_k)
+        trace = write_report(loaded, probe, folder, config.top_k, config.attribution)
+        if config.store is not None:  # every run is kept in the trace store unless --no-store
+            manifest = store.save(folder, checkpoint, config.store)
+            say(config, f"trace: {manifest['id']} in {config.store.root}")
         if not trace["verification_passed"]:
             failed = True
             for name, check in trace["verification"].items():

@@ -68,20 +68,21 @@ def copy_assets(folder: Path) -> None:
     shutil.copytree(STATIC, folder / "assets", dirs_exist_ok=True)
 
 
-def check_target(target: Path) -> None:
-    """Refuse to replace something that is not a report (a home folder given as --out, a file)."""
+def check_target(target: Path, marker: str = REPORT_MARKER) -> None:
+    """Refuse to replace something that is not ours (a home folder given as --out, a file): an
+    existing folder is replaced only when empty or holding `marker` (trace.json for reports)."""
     if target.exists():
         if not target.is_dir():
             raise VisualizerError(f"--out {target}: exists and is not a folder")
-        if any(target.iterdir()) and not (target / REPORT_MARKER).is_file():
+        if any(target.iterdir()) and not (target / marker).is_file():
             raise VisualizerError(f"--out {target}: folder is not empty and holds no earlier report; choose another")
 
 
 @contextlib.contextmanager
-def atomic_folder(target: Path):
+def atomic_folder(target: Path, marker: str = REPORT_MARKER):
     """Yield a temporary folder beside `target`; on success it replaces `target` in one rename."""
     target = Path(target)
-    check_target(target)
+    check_target(target, marker)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
@@ -116,12 +117,17 @@ def write_text_atomically(path: Path, text: str) -> None:
         raise
 
 
-def render_report(folder: Path, page: dict) -> None:
-    """Write index.html and the assets for one report (its data files are written by trace.py)."""
-    html = environment().get_template("report.html").render(**page, version=__version__)
+def render_page(folder: Path, template: str, page: dict) -> None:
+    """Write folder/index.html from `template` and the page model, with the assets beside it."""
+    html = environment().get_template(template).render(**page, version=__version__)
     (folder / "index.html").write_text(html, encoding="utf-8")
     copy_assets(folder)
     (folder / ".nojekyll").write_text("", encoding="utf-8")
+
+
+def render_report(folder: Path, page: dict) -> None:
+    """Write index.html and the assets for one report (its data files are written by trace.py)."""
+    render_page(folder, "report.html", page)
 
 
 def list_reports(root: Path) -> list[dict]:

@@ -111,6 +111,12 @@ class Adapter:
         final_norm(x) == linear(x) + constant, and linear applicable to any [..., d_model] piece."""
         raise NotImplementedError
 
+    def forward_from_embeddings(self, loaded: LoadedModel, tok_emb: torch.Tensor, positions: list[int] | None = None) -> torch.Tensor:
+        """Differentiable rest of the forward: tok_emb [B, pos, d_model] (what `hook_embed` captures)
+        -> logits [B, pos, vocab], or [B, len(positions), vocab]. Position information is added
+        inside as the model does. Attribution (integrated gradients) runs through it."""
+        raise NotImplementedError
+
     def logit_cap(self, loaded: LoadedModel) -> float | None:
         """The c in logits = c * tanh(raw / c) (nanochat's softcap); None when logits are not capped."""
         return None

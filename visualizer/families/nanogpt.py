@@ -258,6 +258,9 @@ class NanoGPTAdapter(Adapter):
         logits, _ = loaded.model(ids[None])
         return logits[0]
 
+    def forward_from_embeddings(self, loaded: LoadedModel, tok_emb: torch.Tensor, positions: list[int] | None = None) -> torch.Tensor:
+        return loaded.model.forward_from_embeddings(tok_emb, positions)
+
     @torch.no_grad()
     def logits_from_residual(self, loaded: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
         m = loaded.model
