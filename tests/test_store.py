@@ -292,6 +292,7 @@ def test_cli_errors_are_one_line(stored, tmp_path, capsys):
         (["traces"], ("required",)),
         (["render", stored["trace"].name], ("--out",)),
         (["compare", stored["trace"].name, "--out", str(tmp_path / "c")], ("B",)),
+        (["render", stored["trace"].name, "--out", str(stored["trace"]), "--store", root], ("the trace itself",)),
     ):
         code, _, err = main(argv, capsys)
         assert_one_error(code, err, *needles)

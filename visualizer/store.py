@@ -192,6 +192,8 @@ def save(report_folder: Path, checkpoint: Path, options: StoreOptions, created: 
     trace = read_json(report_folder / "trace.json", str(report_folder))
     analysis_path = report_folder / "analysis.json"
     analysis = read_json(analysis_path, str(report_folder)) if analysis_path.is_file() else None
+    if not (report_folder / ACTIVATIONS).is_file():
+        raise VisualizerError(f"{report_folder}: {ACTIVATIONS}: missing (nothing to store)")
     if options.dtype not in DTYPES:
         raise VisualizerError(f"--store-dtype {options.dtype!r}: choose float32 or float16")
     check_root(root)

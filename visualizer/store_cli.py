@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import cli, store
 from .config import read_env
+from .errors import VisualizerError
 from .tokenizer import readable
 
 
@@ -218,6 +219,8 @@ def render_main(argv: list[str]) -> int:
         from . import report, site
 
         stored = store.open_trace(root_of(args), args.id)
+        if Path(args.out).resolve() == stored.folder.resolve():
+            raise VisualizerError(f"--out {args.out}: that is the trace itself; choose another folder")
         with site.atomic_folder(Path(args.out)) as tmp:
             for name in store.DATA_FILES:
                 if (stored.folder / name).is_file():
