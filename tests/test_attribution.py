@@ -28,8 +28,9 @@ def run(tmp_path_factory):
 def test_forward_from_embeddings_reproduces_the_logits(run):
     loaded, ids, cache = run
     with torch.no_grad():
-        full = loaded.adapter.forward_from_embeddings(loaded, cache["hook_embed"][None])[0]
-        picked = loaded.adapter.forward_from_embeddings(loaded, cache["hook_embed"][None], [3, len(ids) - 1])[0]
+        idx = torch.tensor(ids)
+        full = loaded.adapter.forward_from_embeddings(loaded, idx, cache["hook_embed"][None])[0]
+        picked = loaded.adapter.forward_from_embeddings(loaded, idx, cache["hook_embed"][None], [3, len(ids) - 1])[0]
     assert torch.allclose(full, cache["logits"], atol=1e-5)
     assert torch.allclose(picked, cache["logits"][[3, len(ids) - 1]], atol=1e-5)
 
@@ -45,7 +46,7 @@ def test_integrated_gradients_completeness(run):
     assert ig["completeness_error"] < 1e-4 * max(1.0, abs(ig["logit_difference"]))
     assert sum(ig["values"]) == pytest.approx(ig["sum"]) == pytest.approx(ig["logit_difference"], abs=1e-4)
     with torch.no_grad():
-        zero = loaded.adapter.forward_from_embeddings(loaded, torch.zeros_like(cache["hook_embed"])[None])[0]
+        zero = loaded.adapter.forward_from_embeddings(loaded, torch.tensor(ids), torch.zeros_like(cache["hook_embed"])[None])[0]
     assert ig["baseline_logit"] == pytest.approx(float(zero[-1, target["id"]]), abs=1e-5)
 
 
@@ -55,7 +56,7 @@ def test_gradient_x_input_matches_autograd(run):
     result = attribution.attribute(loaded, cache, ids, AttributionOptions(target="7", position=position, steps=0))
     assert result["target"]["position"] == position
     emb = cache["hook_embed"].clone().requires_grad_(True)
-    logit = loaded.adapter.forward_from_embeddings(loaded, emb[None])[0, position, result["target"]["id"]]
+    logit = loaded.adapter.forward_from_embeddings(loaded, torch.tensor(ids), emb[None])[0, position, result["target"]["id"]]
     (grad,) = torch.autograd.grad(logit, emb)
     expected = (grad * emb).sum(-1).detach()[: position + 1]
     gxi = next(m for m in result["methods"] if m["name"] == "gradient_x_input")
@@ -115,3 +116,23 @@ def test_chunked_batches_give_the_same_answer(run, monkeypatch):
     monkeypatch.setattr(attribution, "MAX_ROWS", len(ids) * 3)  # 3 interpolation steps per forward
     chunked = attribution.attribute(loaded, cache, ids, AttributionOptions(steps=16))
     assert chunked["methods"][0]["values"] == pytest.approx(whole["methods"][0]["values"], abs=1e-6)
+
+
+@pytest.mark.parametrize("architecture", ["current", "original"])
+def test_nanochat_attribution(tmp_path, architecture):
+    """Through nanochat's tree (rotary, windows, value embeddings held at the probe's, softcap)."""
+    from .nanochat_factory import make_nanochat
+
+    loaded = load_model(make_nanochat(tmp_path / "nc", architecture=architecture), None)
+    ids = loaded.adapter.encode_probe(loaded, "the other one, then").ids
+    cache = capture(loaded, ids)
+    with torch.no_grad():
+        emb = cache[loaded.adapter.embedding_hook]
+        full = loaded.adapter.forward_from_embeddings(loaded, torch.tensor(ids), emb[None])[0]
+    assert torch.allclose(full, cache["logits"], atol=1e-4)
+    result = attribution.attribute(loaded, cache, ids, AttributionOptions(steps=48))
+    ig = result["methods"][0]
+    assert abs(ig["logit_difference"]) > 1e-3
+    assert ig["completeness_error"] < 1e-3 * max(1.0, abs(ig["logit_difference"]))
+    rollout = result["methods"][-1]
+    assert sum(v for v in rollout["values"] if v is not None) == pytest.approx(1.0)

@@ -56,21 +56,23 @@ BLOCK_ORDER = (
     "ln2.hook_normalized", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out", "hook_resid_post",
 )
 TOP_ORDER = ("hook_embed", "hook_pos_embed")
-FINAL_ORDER = ("ln_final.hook_normalized", "logits")
+FINAL_ORDER = ("hook_resid_final", "ln_final.hook_normalized", "logits")
 
 
 def capture_order(names: list[str]) -> list[str]:
-    """Capture names in model order (embeddings, each block as it computes, final), whatever order
-    a file listed them in; names not known here go last within their part, alphabetically."""
+    """A canonical model order for capture names when the run's own order is not known (traces
+    written before trace.json kept `tensor_order`): names outside the blocks and not known to come
+    after them first (embeddings first), then each block as it computes, then the final names.
+    Names not known here go last within their part, alphabetically."""
 
     def key(name: str):
         parts = name.split(".", 2)
         if parts[0] == "blocks" and len(parts) == 3 and parts[1].isdigit():
             rest = parts[2]
             return (1, int(parts[1]), BLOCK_ORDER.index(rest) if rest in BLOCK_ORDER else len(BLOCK_ORDER), rest)
-        if name in TOP_ORDER:
-            return (0, 0, TOP_ORDER.index(name), name)
-        return (2, 0, FINAL_ORDER.index(name) if name in FINAL_ORDER else len(FINAL_ORDER), name)
+        if name in FINAL_ORDER:
+            return (2, 0, FINAL_ORDER.index(name), name)
+        return (0, 0, TOP_ORDER.index(name) if name in TOP_ORDER else len(TOP_ORDER), name)
 
     return sorted(names, key=key)
 

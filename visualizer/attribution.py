@@ -1,12 +1,17 @@
 """Which input tokens drove one prediction: the logit of a target token at a target position,
 explained three ways, each a number per input position.
 
-- Integrated gradients (Sundararajan et al. 2017) over the token embeddings (what `hook_embed`
-  captures), position embeddings held fixed. Baseline: the zero token embedding at every position
-  (the model then sees position information only). The path integral uses Gauss-Legendre
-  quadrature with `steps` nodes on [0, 1] (Captum's default method), all nodes run as one batch
-  (chunked only when they exceed MAX_ROWS token rows). Completeness is reported: the sum of the
-  attributions against logit(input) - logit(baseline).
+- Integrated gradients (Sundararajan et al. 2017) over the token embeddings: the tensor named by
+  the adapter's `embedding_hook` (nanoGPT: `hook_embed`, the wte output; nanochat:
+  `ln_embed.hook_normalized`, because its embedding norm is scale-invariant). Position embeddings
+  are held fixed, and so is anything else a family reads from the token ids (nanochat's value
+  embeddings keep the probe's values). Baseline: from the adapter; zeros by default (nanoGPT: the
+  model then sees position embeddings only), <|bos|>'s normalised embedding at every position for
+  nanochat (no position embeddings: a zero stream would make its first RMSNorm jump). The path is
+  the straight line baseline -> input; the integral uses Gauss-Legendre quadrature with
+  `steps` nodes on [0, 1] (Captum's default method), all nodes run as one batch (chunked only
+  when they exceed MAX_ROWS token rows). Completeness is reported: the sum of the attributions
+  against logit(input) - logit(baseline).
 - Gradient x input: the same logit's gradient at the input, times the input, summed over d_model.
 - Attention rollout (Abnar & Zuidema 2020): per layer the head-averaged pattern plus the identity,
   rows renormalised, multiplied from the first layer to the last; the target position's row. It
@@ -98,19 +103,21 @@ def legendre_nodes(steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor((x + 1) / 2, dtype=torch.float32), torch.tensor(w / 2, dtype=torch.float64)
 
 
-def path_gradients(loaded: LoadedModel, tok_emb: torch.Tensor, alphas: torch.Tensor, position: int,
-                   token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The target logit and its gradient at alpha * tok_emb for every alpha, batched.
-    tok_emb [T, d_model], alphas [S] -> (logit [S] float64, gradient [S, T, d_model] float64)."""
-    T = tok_emb.shape[0]
+def path_gradients(loaded: LoadedModel, ids: torch.Tensor, emb: torch.Tensor, baseline: torch.Tensor,
+                   alphas: torch.Tensor, position: int, token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The target logit and its gradient at baseline + alpha * (emb - baseline) for every alpha,
+    batched. ids [T], emb and baseline [T, d_model], alphas [S] -> (logit [S] float64,
+    gradient [S, T, d_model] float64)."""
+    T = emb.shape[0]
     chunk = max(1, MAX_ROWS // T)
     values, grads = [], []
-    emb = tok_emb.to(loaded.device, torch.float32)
+    start_point = baseline.to(loaded.device, torch.float32)
+    direction = emb.to(loaded.device, torch.float32) - start_point  # [T, d_model]
     for start in range(0, alphas.numel(), chunk):
         a = alphas[start:start + chunk].to(loaded.device)
-        x = (a[:, None, None] * emb[None]).requires_grad_(True)  # [S, T, d_model]
+        x = (start_point[None] + a[:, None, None] * direction[None]).requires_grad_(True)  # [S, T, d_model]
         with torch.enable_grad():
-            logits = loaded.adapter.forward_from_embeddings(loaded, x, [position])  # [S, 1, vocab]
+            logits = loaded.adapter.forward_from_embeddings(loaded, ids, x, [position])  # [S, 1, vocab]
             out = logits[:, 0, token_id]  # [S]
             (grad,) = torch.autograd.grad(out.sum(), x)
         values.append(out.detach().double().cpu())
@@ -123,21 +130,22 @@ def estimated_flops(loaded: LoadedModel, positions: int, steps: int) -> float:
     return 6.0 * float(loaded.card.get("n_params") or 0) * positions * (steps + 2)
 
 
-def gradients_and_ig(loaded: LoadedModel, tok_emb: torch.Tensor, position: int, token_id: int, steps: int) -> dict:
+def gradients_and_ig(loaded: LoadedModel, ids: torch.Tensor, emb: torch.Tensor, baseline: torch.Tensor,
+                     position: int, token_id: int, steps: int) -> dict:
     """Gradient x input and (steps > 0) integrated gradients from one batch: the quadrature nodes
-    plus the baseline (alpha 0) and the input (alpha 1). tok_emb [T, d_model], T = position + 1.
+    plus the baseline (alpha 0) and the input (alpha 1). emb, baseline [T, d_model], T = position + 1.
     grad_x_input and ig are [T] (summed over d_model)."""
     if not steps:  # gradient x input alone: the input row only
-        values, grads = path_gradients(loaded, tok_emb, torch.tensor([1.0]), position, token_id)
-        return {"logit": float(values[-1]), "grad_x_input": (grads[-1] * tok_emb.double()).sum(-1)}
+        values, grads = path_gradients(loaded, ids, emb, baseline, torch.tensor([1.0]), position, token_id)
+        return {"logit": float(values[-1]), "grad_x_input": (grads[-1] * emb.double()).sum(-1)}
     nodes, weights = legendre_nodes(steps)
     alphas = torch.cat([nodes, torch.tensor([0.0, 1.0])])
-    values, grads = path_gradients(loaded, tok_emb, alphas, position, token_id)
-    emb = tok_emb.double()
+    values, grads = path_gradients(loaded, ids, emb, baseline, alphas, position, token_id)
     at_input, at_baseline = float(values[-1]), float(values[-2])
-    ig = (torch.einsum("s,std->td", weights, grads[:steps]) * emb).sum(-1)  # [T]
+    direction = emb.double() - baseline.double()
+    ig = (torch.einsum("s,std->td", weights, grads[:steps]) * direction).sum(-1)  # [T]
     total, delta = float(ig.sum()), at_input - at_baseline
-    return {"logit": at_input, "grad_x_input": (grads[-1] * emb).sum(-1), "ig": ig, "baseline_logit": at_baseline,
+    return {"logit": at_input, "grad_x_input": (grads[-1] * emb.double()).sum(-1), "ig": ig, "baseline_logit": at_baseline,
             "ig_sum": total, "completeness_error": abs(total - delta),
             "relative_error": abs(total - delta) / abs(delta) if delta else None}
 
@@ -175,15 +183,19 @@ def attribute(loaded: LoadedModel, cache: Cache, ids: list[int], options: Attrib
         notes.append(f"integrated gradients skipped: about {estimated_flops(loaded, position + 1, steps) / 1e12:.1f} "
                      f"TFLOP for {steps} steps over {position + 1} positions; pass --ig-steps N to run it")
         steps = 0
-    tok_emb = tensors["hook_embed"][: position + 1]  # [p+1, d_model]: the input the path scales
-    grads = gradients_and_ig(loaded, tok_emb, position, token_id, steps)
+    hook = loaded.adapter.embedding_hook
+    emb = tensors[hook][: position + 1]  # [p+1, d_model]: where the path ends
+    prefix = torch.tensor(ids[: position + 1], dtype=torch.long)  # [p+1]
+    baseline, baseline_note = loaded.adapter.attribution_baseline(loaded, prefix)  # [p+1, d_model]
+    grads = gradients_and_ig(loaded, prefix, emb, baseline, position, token_id, steps)
     methods = []
     if steps:
         methods.append({
             "name": "integrated_gradients",
             "title": "Integrated gradients",
             "values": _values(grads["ig"], T),
-            "baseline": "zero token embedding at every position (position embeddings kept)",
+            "input": hook,
+            "baseline": baseline_note,
             "steps": steps,
             "quadrature": "Gauss-Legendre",
             "sum": grads["ig_sum"],
@@ -195,6 +207,7 @@ def attribute(loaded: LoadedModel, cache: Cache, ids: list[int], options: Attrib
     methods.append({
         "name": "gradient_x_input",
         "title": "Gradient × input",
+        "input": hook,
         "values": _values(grads["grad_x_input"], T),
         "sum": float(grads["grad_x_input"].sum()),
     })

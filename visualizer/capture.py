@@ -58,7 +58,7 @@ def hooked(model: torch.nn.Module, specs: list[HookSpec], store: dict[str, torch
                 raise KeyError(f"adapter names module '{spec.module}', which the model does not have")
             module = modules[spec.module]
             if spec.side == "input":
-                handles.append(module.register_forward_pre_hook(lambda m, args, s=spec: record(s, args[0])))
+                handles.append(module.register_forward_pre_hook(lambda m, args, s=spec: record(s, args[s.arg])))
             elif spec.side == "output":
                 handles.append(module.register_forward_hook(lambda m, args, out, s=spec: record(s, out)))
             else:
@@ -104,7 +104,6 @@ def verify(loaded: LoadedModel, tensors: dict[str, torch.Tensor], plain_logits: 
         "pattern @ v == z": [],
         "resid_mid == resid_pre + attn_out": [],
         "resid_post == resid_mid + mlp_out": [],
-        "resid_pre[l+1] == resid_post[l]": [],
     }
     for layer in range(dims.n_layer):
         b = f"blocks.{layer}"
@@ -117,19 +116,18 @@ def verify(loaded: LoadedModel, tensors: dict[str, torch.Tensor], plain_logits: 
         per_identity["resid_post == resid_mid + mlp_out"].append(
             _check(tensors[f"{b}.hook_resid_mid"] + tensors[f"{b}.hook_mlp_out"], tensors[f"{b}.hook_resid_post"])
         )
-        if layer + 1 < dims.n_layer:
-            per_identity["resid_pre[l+1] == resid_post[l]"].append(
-                _check(tensors[f"blocks.{layer + 1}.hook_resid_pre"], tensors[f"{b}.hook_resid_post"])
-            )
     results = {}
+    single = {}
+    for name, pairs in loaded.adapter.stream_identities(loaded, tensors).items():
+        if isinstance(pairs, list):
+            per_identity[name] = [_check(computed, captured) for computed, captured in pairs]
+        else:
+            single[name] = _check(*pairs)
     for name, checks in per_identity.items():
         if checks:
             worst = max(checks, key=lambda c: c["max_abs_error"] / c["tolerance"])
             results[name] = {**worst, "passed": all(c["passed"] for c in checks), "checked": len(checks)}
-    if "hook_embed" in tensors and "hook_pos_embed" in tensors:
-        results["resid_pre[0] == embed + pos_embed"] = _check(
-            tensors["hook_embed"] + tensors["hook_pos_embed"], tensors["blocks.0.hook_resid_pre"]
-        )
+    results.update(single)
     results["hooked logits == plain forward logits"] = _check(tensors["logits"], plain_logits)
     return dict(sorted(results.items()))
 

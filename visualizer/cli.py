@@ -37,6 +37,26 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show a traceback on errors")
 
 
+def add_family_options(parser: argparse.ArgumentParser) -> None:
+    """Options for model families other than nanoGPT (nanochat; Hugging Face later)."""
+    parser.add_argument(
+        "--family", choices=("nanogpt", "nanochat", "hf"),
+        help="the checkpoint's model family; default: detected from --checkpoint (nanoGPT ckpt.pt, nanochat "
+        "model_NNNNNN.pt with meta_NNNNNN.json or a folder of them) and printed",
+    )
+    parser.add_argument("--step", type=int, metavar="N", help="nanochat: read model_N.pt (default: the newest step)")
+    parser.add_argument(
+        "--tokenizer", metavar="DIR",
+        help="nanochat: the folder holding tokenizer.pkl (default: tokenizer/ beside <kind>_checkpoints/, "
+        "then $NANOCHAT_BASE_DIR/tokenizer)",
+    )
+    parser.add_argument(
+        "--chat", action="append", metavar="TEXT",
+        help="nanochat: a user message rendered as a chat turn awaiting the reply "
+        "(<|bos|><|user_start|>TEXT<|user_end|><|assistant_start|>); repeatable, alongside or instead of --probe",
+    )
+
+
 def report_parser() -> argparse.ArgumentParser:
     subcommands = "".join(f"\n  {name:10} {help_}" for name, (help_, _) in sorted(SUBCOMMANDS.items()))
     parser = Parser(
@@ -45,7 +65,10 @@ def report_parser() -> argparse.ArgumentParser:
         epilog=("subcommands (python -m visualizer SUBCOMMAND --help):" + subcommands) if subcommands else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--checkpoint", metavar="PATH", help="nanoGPT ckpt.pt (.env: MODEL); default: the embedded demo")
+    parser.add_argument(
+        "--checkpoint", metavar="PATH",
+        help="nanoGPT ckpt.pt, or nanochat model_NNNNNN.pt or a folder of them (.env: MODEL); default: the embedded demo",
+    )
     parser.add_argument(
         "--meta", metavar="PATH",
         help="nanoGPT meta.pkl with the vocabulary (.env: NANOGPT_META_PATH); default: beside the checkpoint, "
@@ -62,6 +85,7 @@ def report_parser() -> argparse.ArgumentParser:
         "and visualizations/index.html",
     )
     parser.add_argument("--top-k", type=int, default=10, metavar="K", help="next-token candidates listed (default 10)")
+    add_family_options(parser)
     store_cli.add_report_options(parser)
     add_common_options(parser)
     parser.add_argument("--version", action="version", version=f"visualizer {__version__}")

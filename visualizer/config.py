@@ -43,6 +43,11 @@ class Config:
     quiet: bool = False
     debug: bool = False
     top_k: int = 10
+    # model families (nanochat, ...): None means detect / newest / beside the checkpoint
+    family: str | None = None
+    step: int | None = None
+    tokenizer: Path | None = None
+    chats: list[str] = field(default_factory=list)  # user messages rendered as chat turns
     # trace store and attribution (issue 6); the CLI stores every run, a Config built in code does not
     store: StoreOptions | None = None
     attribution: AttributionOptions | None = None  # None: the top next token at the last position
@@ -74,11 +79,18 @@ def build_config(args) -> Config:
     probes = list(args.probe or [])
     for probe_file in getattr(args, "probe_file", None) or []:
         probes.append(read_probe_file(Path(probe_file)))
-    if not probes:
+    chats = list(getattr(args, "chat", None) or [])
+    if not probes and not chats:
         probes = [env.get("PROBE_SENTENCE", DEFAULT_PROBE)]
     for i, probe in enumerate(probes):
         if probe == "" or probe.isspace():
             raise VisualizerError(f"probe {i + 1} is empty" if len(probes) > 1 else "the probe is empty")
+    for i, chat in enumerate(chats):
+        if chat == "" or chat.isspace():
+            raise VisualizerError(f"--chat message {i + 1} is empty")
+    step = getattr(args, "step", None)
+    if step is not None and step < 0:
+        raise VisualizerError(f"--step {step}: must be 0 or more")
     checkpoint = args.checkpoint or env.get("MODEL")
     # a meta path from .env belongs to the .env's model: a --checkpoint flag looks for its own
     meta = args.meta or (None if args.checkpoint else env.get("NANOGPT_META_PATH"))
@@ -92,6 +104,10 @@ def build_config(args) -> Config:
         quiet=bool(args.quiet),
         debug=bool(args.debug),
         top_k=args.top_k,
+        family=getattr(args, "family", None),
+        step=step,
+        tokenizer=Path(args.tokenizer) if getattr(args, "tokenizer", None) else None,
+        chats=chats,
         store=store_options(args, env),
         attribution=attribution_options(args),
     )

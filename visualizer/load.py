@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from .errors import VisualizerError
-from .families import nanogpt
+from .families import nanochat, nanogpt
 from .families.base import LoadedModel
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +30,61 @@ def choose_device(name: str) -> torch.device:
     raise VisualizerError(f"--device {name!r}: expected 'cpu' or 'cuda' (or 'cuda:N')")
 
 
-def load_model(checkpoint: Path, meta: Path | None, device: str = "cpu") -> LoadedModel:
-    """Load a nanoGPT checkpoint (the only family so far) in eval mode, float32, on `device`."""
-    return nanogpt.load(Path(checkpoint), Path(meta) if meta else None, choose_device(device))
+# --- model families: detection and dispatch ---
+
+FAMILIES = ("nanogpt", "nanochat", "hf")
+
+
+def detect_family(checkpoint: Path) -> tuple[str, str]:
+    """(family, why) from file and folder names alone: nothing is loaded to decide."""
+    path = Path(checkpoint)
+    if not path.exists():
+        raise VisualizerError(f"{path}: checkpoint not found")
+    why = nanochat.looks_like_nanochat(path)
+    if why:
+        return "nanochat", why
+    if path.is_file():
+        return "nanogpt", "a single checkpoint file"
+    if (path / "config.json").is_file():
+        return "hf", "config.json in the folder"
+    if (path / "ckpt.pt").is_file():
+        return "nanogpt", "ckpt.pt in the folder"
+    raise VisualizerError(
+        f"{path}: no checkpoint in this folder (looked for ckpt.pt, model_NNNNNN.pt with meta_NNNNNN.json, "
+        "<kind>_checkpoints/, config.json)"
+    )
+
+
+def resolve_family(checkpoint: Path, family: str | None) -> tuple[str, str]:
+    """The family to load with, and why: `--family` when given, else `detect_family`."""
+    if family is None:
+        return detect_family(checkpoint)
+    if family not in FAMILIES:
+        raise VisualizerError(f"--family {family!r}: expected one of {', '.join(FAMILIES)}")
+    return family, "--family"
+
+
+def load_model(
+    checkpoint: Path,
+    meta: Path | None,
+    device: str = "cpu",
+    family: str | None = None,
+    step: int | None = None,
+    tokenizer: Path | None = None,
+) -> LoadedModel:
+    """Load a checkpoint of any family we know, in eval mode, float32, on `device`."""
+    checkpoint = Path(checkpoint)
+    family, _ = resolve_family(checkpoint, family)
+    torch_device = choose_device(device)
+    if family == "nanochat":
+        if meta:
+            raise VisualizerError("--meta is nanoGPT's meta.pkl; nanochat reads tokenizer/tokenizer.pkl (use --tokenizer DIR)")
+        return nanochat.load(checkpoint, torch_device, step=step, tokenizer_dir=Path(tokenizer) if tokenizer else None)
+    if family == "nanogpt":
+        for flag, value in (("--step", step), ("--tokenizer", tokenizer)):
+            if value is not None:
+                raise VisualizerError(f"{flag} applies to nanochat checkpoints, not to nanoGPT's {checkpoint}")
+        if checkpoint.is_dir() and (checkpoint / "ckpt.pt").is_file():
+            checkpoint = checkpoint / "ckpt.pt"
+        return nanogpt.load(checkpoint, Path(meta) if meta else None, torch_device)
+    raise VisualizerError(f"{checkpoint}: the {family} family is not available in this version of visualizer")

@@ -17,8 +17,8 @@ from .config import Config
 from .errors import VisualizerError
 from .families.base import LoadedModel
 from .families.nanogpt import slug
+from .load import DEMO_CHECKPOINT, DEMO_META, load_model, resolve_family
 from .readfile import read_json
-from .load import DEMO_CHECKPOINT, DEMO_META, load_model
 from .report_data import build_report_data
 from .trace import Probe, build_trace, dumps, write_trace
 
@@ -38,9 +38,13 @@ def probe_slug(text: str) -> str:
     return f"{slug(text, 40)}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:6]}"
 
 
-def prepare_probe(loaded: LoadedModel, text: str) -> Probe:
-    """Encode a probe; keep its last n_ctx tokens (with a warning) when it is longer."""
-    encoded = loaded.adapter.encode_probe(loaded, text)
+def probe_folder(probe: Probe) -> str:
+    return probe_slug(("chat " if probe.chat else "") + probe.text)
+
+
+def prepare_probe(loaded: LoadedModel, text: str, chat: bool = False) -> Probe:
+    """Encode a probe (or a chat message); keep its last n_ctx tokens (with a warning) when longer."""
+    encoded = loaded.adapter.encode_chat(loaded, text) if chat else loaded.adapter.encode_probe(loaded, text)
     ids, warnings = list(encoded.ids), list(encoded.warnings)
     if not ids:
         raise VisualizerError("the probe encodes to no tokens")
@@ -51,20 +55,22 @@ def prepare_probe(loaded: LoadedModel, text: str) -> Probe:
             f"the probe has {len(ids)} tokens, more than the model's context of {n_ctx}: "
             f"kept the last {n_ctx}, dropped the first {len(dropped)}"
         )
-    return Probe(text=text, ids=ids[-n_ctx:], dropped_ids=dropped, warnings=warnings)
+    return Probe(text=text, ids=ids[-n_ctx:], dropped_ids=dropped, warnings=warnings, chat=chat)
 
 
 def page_model(trace: dict, extras: dict) -> dict:
     """What report.html needs: the trace plus tensor summaries grouped by section, and the optional
     files of the run (extras: 'report_data', 'analysis', 'attribution' -> parsed JSON or None)."""
     stats = trace["tensors"]
-    names = capture_order(list(stats))
+    names = trace.get("tensor_order") or capture_order(list(stats))  # older traces: a canonical order
     layers = [
         {"index": layer, "tensors": [(n, stats[n]) for n in layer_names(names, layer)]}
         for layer in range(trace["dims"]["n_layer"])
     ]
-    embeddings = [(n, stats[n]) for n in ("hook_embed", "hook_pos_embed") if n in stats]
-    final = [(n, stats[n]) for n in ("ln_final.hook_normalized", "logits") if n in stats]
+    # names outside the blocks, in the order the forward made them: before the blocks, and after
+    first_block = next((i for i, n in enumerate(names) if n.startswith("blocks.")), len(names))
+    embeddings = [(n, stats[n]) for i, n in enumerate(names) if i < first_block]
+    final = [(n, stats[n]) for i, n in enumerate(names) if i > first_block and not n.startswith("blocks.")]
     return {"trace": trace, "layers": layers, "embeddings": embeddings, "final": final,
             "analysis": extras.get("analysis"), "attribution": extras.get("attribution")}
 
@@ -107,21 +113,24 @@ def resolve_paths(config: Config) -> tuple[Path, Path | None]:
 
 def run(config: Config) -> int:
     checkpoint, meta = resolve_paths(config)
-    loaded = load_model(checkpoint, meta, config.device)
+    family, why = resolve_family(checkpoint, config.family)
+    say(config, f"family {family} ({why})")
+    loaded = load_model(checkpoint, meta, config.device, family=family, step=config.step, tokenizer=config.tokenizer)
     say(config, f"loaded {loaded.family} model '{loaded.name}' ({loaded.card['n_params']:,} parameters, "
         f"{loaded.dims.n_layer} layers, {loaded.dims.n_head} heads, d_model {loaded.dims.d_model}; "
         f"tokenizer {loaded.tokenizer.describe()})")
     probes = [prepare_probe(loaded, text) for text in config.probes]  # every probe checked before writing
+    probes += [prepare_probe(loaded, text, chat=True) for text in config.chats]
     attribution.check_options(loaded, [len(p.ids) for p in probes], config.attribution)
     if config.store is not None:
         store.check_root(config.store.root)
     single = len(probes) == 1
     if config.out is not None:
         site_root = None if single else config.out
-        folders = [config.out] if single else [config.out / probe_slug(p.text) for p in probes]
+        folders = [config.out] if single else [config.out / probe_folder(p) for p in probes]
     else:
         site_root = VISUALIZATIONS
-        folders = [VISUALIZATIONS / loaded.name / probe_slug(p.text) for p in probes]
+        folders = [VISUALIZATIONS / loaded.name / probe_folder(p) for p in probes]
     failed = False
     for probe, folder in zip(probes, folders):
         for message in probe.warnings:

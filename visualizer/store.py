@@ -149,7 +149,7 @@ def copy_activations(source: Path, target: Path, keep: tuple[str, ...], dtype: s
     from .trace import save_tensors
 
     tensors = {n: t for n, t in load_file(str(source)).items() if not keep or tensor_group(n) in keep}
-    save_tensors(target, tensors, getattr(torch, dtype), kept_groups=",".join(keep) or "all")
+    save_tensors(target, tensors, getattr(torch, dtype))
     return sorted(tensors)
 
 

@@ -33,6 +33,7 @@ class Probe:
     ids: list[int]
     dropped_ids: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    chat: bool = False  # text is a user message, rendered as the family's chat turn
 
 
 def _finite(obj):
@@ -61,6 +62,7 @@ def build_trace(loaded: LoadedModel, probe: Probe, cache: Cache, top_k: int = 10
         "model": loaded.card,
         "dims": vars(loaded.dims),
         "probe": probe.text,
+        **({"chat": True} if probe.chat else {}),
         "tokens": tokens,
         "tokens_readable": [readable(t) for t in tokens],
         "token_ids": list(probe.ids),
@@ -71,13 +73,13 @@ def build_trace(loaded: LoadedModel, probe: Probe, cache: Cache, top_k: int = 10
         "verification_passed": cache.passed,
         "next_tokens": top_tokens(cache["logits"][-1], tok, top_k),
         "tensors": summarize(cache.tensors),
+        "tensor_order": list(cache.tensors),  # the forward's order ("tensors" is written with sorted keys)
     }
 
 
-def save_tensors(path: Path, tensors: dict[str, torch.Tensor], dtype: torch.dtype = torch.float32, **facts: str) -> None:
-    """name -> tensor as safetensors, byte-deterministic: every tensor cast to `dtype` in its own
-    contiguous storage, and ONE metadata key ("visualizer", a sorted JSON string), because
-    safetensors writes a metadata dict of several keys in a different order in every process."""
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], dtype: torch.dtype = torch.float32) -> None:
+    """name -> tensor as safetensors, byte-deterministic: sorted names, every tensor cast to `dtype`
+    in its own contiguous storage (the store keeps float16 copies with it)."""
     out, seen = {}, set()
     for name, t in sorted(tensors.items()):
         t = t.to(dtype).contiguous()
@@ -85,8 +87,8 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], dtype: torch.dtyp
             t = t.clone()
         seen.add(t.data_ptr())
         out[name] = t
-    note = {"tool": f"visualizer {__version__}", "dtype": str(dtype).removeprefix("torch."), **facts}
-    save_file(out, str(path), metadata={"visualizer": json.dumps(note, sort_keys=True)})
+    # one metadata key only: safetensors writes a map's keys in no fixed order
+    save_file(out, str(path), metadata={"writer": f"visualizer {__version__}"})
 
 
 def write_activations(path: Path, cache: Cache) -> None:

@@ -24,6 +24,8 @@ class HookSpec:
 
     `split` turns the module's tensor, batch dimension already dropped, into one tensor per name
     in `names`. `batched=False` for modules whose tensor has no batch dimension (nanoGPT's wpe).
+    `arg` picks the positional argument on the input side: a module that stands for a function
+    call (an attention kernel taking q, k, v) gives each argument its own spec.
     """
 
     module: str
@@ -31,6 +33,7 @@ class HookSpec:
     names: tuple[str, ...]
     split: Callable[[torch.Tensor], tuple[torch.Tensor, ...]] = lambda t: (t,)
     batched: bool = True
+    arg: int = 0
 
 
 @dataclass(frozen=True)
@@ -111,15 +114,51 @@ class Adapter:
         final_norm(x) == linear(x) + constant, and linear applicable to any [..., d_model] piece."""
         raise NotImplementedError
 
-    def forward_from_embeddings(self, loaded: LoadedModel, tok_emb: torch.Tensor, positions: list[int] | None = None) -> torch.Tensor:
-        """Differentiable rest of the forward: tok_emb [B, pos, d_model] (what `hook_embed` captures)
-        -> logits [B, pos, vocab], or [B, len(positions), vocab]. Position information is added
-        inside as the model does. Attribution (integrated gradients) runs through it."""
+    # the capture name of the tensor `forward_from_embeddings` starts from (attribution scales it)
+    embedding_hook = "hook_embed"
+
+    def attribution_baseline(self, loaded: LoadedModel, ids: torch.Tensor) -> tuple[torch.Tensor, str]:
+        """The integrated-gradients baseline for `embedding_hook` [pos, d_model], and what it is in
+        words. Default: zeros (a model with position embeddings then sees positions only)."""
+        return torch.zeros(len(ids), loaded.dims.d_model), f"{self.embedding_hook} = 0 at every position"
+
+    def forward_from_embeddings(self, loaded: LoadedModel, ids: torch.Tensor, emb: torch.Tensor,
+                                positions: list[int] | None = None) -> torch.Tensor:
+        """Differentiable rest of the forward: emb [B, pos, d_model] (what `embedding_hook`
+        captures) -> logits [B, pos, vocab], or [B, len(positions), vocab]. ids [pos] are the
+        probe's tokens, for whatever else the model reads from them (nanochat's value embeddings),
+        held fixed; position information is added inside as the model does. Attribution runs
+        through it."""
         raise NotImplementedError
 
     def logit_cap(self, loaded: LoadedModel) -> float | None:
         """The c in logits = c * tanh(raw / c) (nanochat's softcap); None when logits are not capped."""
         return None
+
+    def stream_identities(self, loaded: LoadedModel, tensors: dict[str, torch.Tensor]) -> dict:
+        """How the residual stream is built and passed between blocks, as identities capture verifies.
+
+        name -> (computed, captured) for a single check, or a list of such pairs for a per-layer
+        identity (the worst is reported with the count checked). Default, a plain residual stream:
+        resid_pre[l+1] == resid_post[l], and resid_pre[0] == embed + pos_embed when both exist.
+        """
+        n_layer = loaded.dims.n_layer
+        identities: dict = {}
+        if n_layer > 1:
+            identities["resid_pre[l+1] == resid_post[l]"] = [
+                (tensors[f"blocks.{l + 1}.hook_resid_pre"], tensors[f"blocks.{l}.hook_resid_post"]) for l in range(n_layer - 1)
+            ]
+        if "hook_embed" in tensors and "hook_pos_embed" in tensors:
+            identities["resid_pre[0] == embed + pos_embed"] = (
+                tensors["hook_embed"] + tensors["hook_pos_embed"], tensors["blocks.0.hook_resid_pre"]
+            )
+        return identities
+
+    def encode_chat(self, loaded: LoadedModel, user_text: str) -> Encoded:
+        """A one-turn chat rendered as the family's conversation tokens, ready for the reply."""
+        from ..errors import VisualizerError
+
+        raise VisualizerError(f"--chat: the {loaded.family} family has no chat format")
 
     def kv_head_index(self, dims: Dims) -> torch.Tensor:
         """[n_head] long: the key/value head each query head reads."""

@@ -48,18 +48,23 @@ def model_name(checkpoint: Path) -> str:
     return slug(parent if stem == "ckpt" else f"{parent}-{stem}")
 
 
-def read_checkpoint(path: Path, device: torch.device) -> dict:
-    if not path.exists():
-        raise VisualizerError(f"{path}: checkpoint not found")
-    if not path.is_file():
-        raise VisualizerError(f"{path}: checkpoint is not a file")
+def torch_load(path: Path, device: torch.device) -> object:
+    """`torch.load(weights_only=True)`, its failures told as one-line VisualizerErrors."""
     try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
+        return torch.load(path, map_location=device, weights_only=True)
     except PermissionError:
         raise VisualizerError(f"{path}: checkpoint is not readable (permission denied)") from None
     except Exception as e:  # corrupt zip, truncated file, disallowed global under weights_only
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise VisualizerError(f"{path}: not a loadable torch checkpoint ({first[:200]})") from None
+
+
+def read_checkpoint(path: Path, device: torch.device) -> dict:
+    if not path.exists():
+        raise VisualizerError(f"{path}: checkpoint not found")
+    if not path.is_file():
+        raise VisualizerError(f"{path}: checkpoint is not a file")
+    ckpt = torch_load(path, device)
     if not isinstance(ckpt, dict):
         raise VisualizerError(f"{path}: not a nanoGPT checkpoint (a {type(ckpt).__name__}, expected a dict)")
     for key in ("model", "model_args"):
@@ -217,6 +222,25 @@ def load(checkpoint: Path, meta: Path | None, device: torch.device) -> LoadedMod
     )
 
 
+def block_specs(layer: int, qkv: list[HookSpec], heads) -> list[HookSpec]:
+    """The hooks of a block laid out as nanoGPT's (`transformer.h.{l}` with ln_1, attn.c_proj, ln_2,
+    mlp.c_fc, mlp.c_proj), given the family's own specs for q, k and v; `heads` splits z."""
+    m, b = f"transformer.h.{layer}", f"blocks.{layer}"
+    return [
+        HookSpec(m, "input", (f"{b}.hook_resid_pre",)),
+        HookSpec(f"{m}.ln_1", "output", (f"{b}.ln1.hook_normalized",)),
+        *qkv,
+        HookSpec(f"{m}.attn.c_proj", "input", (f"{b}.attn.hook_z",), heads),
+        HookSpec(f"{m}.attn", "output", (f"{b}.hook_attn_out",)),
+        HookSpec(f"{m}.ln_2", "input", (f"{b}.hook_resid_mid",)),
+        HookSpec(f"{m}.ln_2", "output", (f"{b}.ln2.hook_normalized",)),
+        HookSpec(f"{m}.mlp.c_fc", "output", (f"{b}.mlp.hook_pre",)),
+        HookSpec(f"{m}.mlp.c_proj", "input", (f"{b}.mlp.hook_post",)),
+        HookSpec(f"{m}.mlp", "output", (f"{b}.hook_mlp_out",)),
+        HookSpec(m, "output", (f"{b}.hook_resid_post",)),
+    ]
+
+
 class NanoGPTAdapter(Adapter):
     """Where each TransformerLens-named activation lives in nanoGPT's module tree."""
 
@@ -235,19 +259,8 @@ class NanoGPTAdapter(Adapter):
         ]
         for layer in range(dims.n_layer):
             m, b = f"transformer.h.{layer}", f"blocks.{layer}"
-            specs += [
-                HookSpec(m, "input", (f"{b}.hook_resid_pre",)),
-                HookSpec(f"{m}.ln_1", "output", (f"{b}.ln1.hook_normalized",)),
-                HookSpec(f"{m}.attn.c_attn", "output", (f"{b}.attn.hook_q", f"{b}.attn.hook_k", f"{b}.attn.hook_v"), qkv),
-                HookSpec(f"{m}.attn.c_proj", "input", (f"{b}.attn.hook_z",), heads),
-                HookSpec(f"{m}.attn", "output", (f"{b}.hook_attn_out",)),
-                HookSpec(f"{m}.ln_2", "input", (f"{b}.hook_resid_mid",)),
-                HookSpec(f"{m}.ln_2", "output", (f"{b}.ln2.hook_normalized",)),
-                HookSpec(f"{m}.mlp.c_fc", "output", (f"{b}.mlp.hook_pre",)),
-                HookSpec(f"{m}.mlp.c_proj", "input", (f"{b}.mlp.hook_post",)),
-                HookSpec(f"{m}.mlp", "output", (f"{b}.hook_mlp_out",)),
-                HookSpec(m, "output", (f"{b}.hook_resid_post",)),
-            ]
+            names = (f"{b}.attn.hook_q", f"{b}.attn.hook_k", f"{b}.attn.hook_v")
+            specs += block_specs(layer, [HookSpec(f"{m}.attn.c_attn", "output", names, qkv)], heads)
         specs += [
             HookSpec("transformer.ln_f", "output", ("ln_final.hook_normalized",)),
             HookSpec("lm_head", "output", ("logits",)),
@@ -258,8 +271,9 @@ class NanoGPTAdapter(Adapter):
         logits, _ = loaded.model(ids[None])
         return logits[0]
 
-    def forward_from_embeddings(self, loaded: LoadedModel, tok_emb: torch.Tensor, positions: list[int] | None = None) -> torch.Tensor:
-        return loaded.model.forward_from_embeddings(tok_emb, positions)
+    def forward_from_embeddings(self, loaded: LoadedModel, ids: torch.Tensor, tok_emb: torch.Tensor,
+                                positions: list[int] | None = None) -> torch.Tensor:
+        return loaded.model.forward_from_embeddings(tok_emb, positions)  # reads nothing else from the ids
 
     @torch.no_grad()
     def logits_from_residual(self, loaded: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
