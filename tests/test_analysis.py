@@ -123,14 +123,3 @@ def test_analyze_a_real_capture(tmp_path):
     assert partial["attention"] is None and partial["logits"]["top"][0][0]["token"].startswith("#")
     assert len(partial["notes"]) == 4
 
-
-def test_capture_order_is_model_order_whatever_the_file_order():
-    from visualizer.analyze import capture_order
-
-    names = ["logits", "blocks.10.hook_resid_pre", "blocks.1.mlp.hook_post", "blocks.1.attn.hook_q", "hook_pos_embed",
-             "blocks.1.hook_resid_pre", "ln_final.hook_normalized", "blocks.1.custom", "hook_embed", "blocks.2.hook_resid_post",
-             "hook_x0", "hook_resid_final"]
-    assert capture_order(sorted(names)) == capture_order(names) == [
-        "hook_embed", "hook_pos_embed", "hook_x0", "blocks.1.hook_resid_pre", "blocks.1.attn.hook_q",
-        "blocks.1.mlp.hook_post", "blocks.1.custom", "blocks.2.hook_resid_post", "blocks.10.hook_resid_pre",
-        "hook_resid_final", "ln_final.hook_normalized", "logits"]

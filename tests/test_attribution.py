@@ -136,3 +136,26 @@ def test_nanochat_attribution(tmp_path, architecture):
     assert ig["completeness_error"] < 1e-3 * max(1.0, abs(ig["logit_difference"]))
     rollout = result["methods"][-1]
     assert sum(v for v in rollout["values"] if v is not None) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_hugging_face_attribution(tmp_path, kind):
+    """transformers' trees through inputs_embeds: GPT-2 from zeros, Llama (rotary, RMSNorm first)
+    from the BOS embedding."""
+    pytest.importorskip("transformers")
+    from visualizer.families import hf
+
+    from .hf_factories import make_gpt2_folder, make_llama_folder
+
+    folder = (make_gpt2_folder if kind == "gpt2" else make_llama_folder)(tmp_path / kind)
+    loaded = hf.load(folder, torch.device("cpu"))
+    ids = loaded.adapter.encode_probe(loaded, "the quick brown fox, then").ids
+    cache = capture(loaded, ids)
+    with torch.no_grad():
+        last = loaded.adapter.forward_from_embeddings(loaded, torch.tensor(ids), cache["hook_embed"][None], [len(ids) - 1])
+    assert torch.allclose(last[0, 0], cache["logits"][-1], atol=1e-4)
+    result = attribution.attribute(loaded, cache, ids, AttributionOptions(steps=48))
+    ig = result["methods"][0]
+    assert ("BOS" in ig["baseline"]) == (kind == "llama")
+    assert abs(ig["logit_difference"]) > 1e-3
+    assert ig["completeness_error"] < 1e-3 * max(1.0, abs(ig["logit_difference"]))

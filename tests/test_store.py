@@ -225,7 +225,7 @@ def test_kept_groups_cover_every_capture_name(stored):
 
 def test_partial_trace_renders_and_analyses_what_it_has(stored, tmp_path, capsys):
     root = tmp_path / "traces"
-    manifest = store.save(stored["report"], stored["ckpt"], store.StoreOptions(root=root, keep=("logits",)))
+    manifest = store.save(stored["report"], stored["ckpt"], store.StoreOptions(root=root, keep=("attn", "logits")))
     folder = root / manifest["id"]
     (folder / "analysis.json").unlink()  # render recomputes it from what is there
     del manifest["files"]["analysis.json"]
@@ -233,8 +233,22 @@ def test_partial_trace_renders_and_analyses_what_it_has(stored, tmp_path, capsys
     code, _, err = main(["render", manifest["id"], "--out", str(tmp_path / "out"), "--store", str(root)], capsys)
     assert code == 0, err
     analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
-    assert analysis["attention"] is None and analysis["logits"]["mean_loss_nats"] > 0
-    assert any("attention: not available" in note for note in analysis["notes"])
+    assert analysis["residual"] is None and analysis["mlp"] is None
+    assert analysis["attention"]["heads"] and analysis["logits"]["mean_loss_nats"] > 0
+    assert any("residual: not available" in note for note in analysis["notes"])
+
+
+def test_trace_without_attention_cannot_be_rendered_but_compares(stored, tmp_path, capsys):
+    root = tmp_path / "traces"
+    manifest = store.save(stored["report"], stored["ckpt"], store.StoreOptions(root=root, keep=("logits",)))
+    code, _, err = main(["render", manifest["id"], "--out", str(tmp_path / "out"), "--store", str(root)], capsys)
+    assert_one_error(code, err, f"trace {manifest['id']}", "--keep logits", "cannot be rendered")
+    assert not (tmp_path / "out").exists()
+    code, out, err = main(["compare", manifest["id"], str(stored["trace"]), "--out", str(tmp_path / "cmp"),
+                           "--store", str(root)], capsys)
+    assert code == 0, err
+    result = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert result["next_token"]["mean_kl_bits"] == 0.0 and result["attention_jsd"] is None
 
 
 def test_list_ignores_writes_in_progress(stored, tmp_path, capsys):

@@ -49,34 +49,6 @@ def entropy_bits(logits: torch.Tensor) -> float:
     return float(-(logp.exp() * logp).sum() / math.log(2))
 
 
-# where each capture name sits inside a block, in the order the block computes it
-BLOCK_ORDER = (
-    "hook_resid_pre", "ln1.hook_normalized", "attn.hook_q", "attn.hook_k", "attn.hook_v",
-    "attn.hook_attn_scores", "attn.hook_pattern", "attn.hook_z", "hook_attn_out", "hook_resid_mid",
-    "ln2.hook_normalized", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out", "hook_resid_post",
-)
-TOP_ORDER = ("hook_embed", "hook_pos_embed")
-FINAL_ORDER = ("hook_resid_final", "ln_final.hook_normalized", "logits")
-
-
-def capture_order(names: list[str]) -> list[str]:
-    """A canonical model order for capture names when the run's own order is not known (traces
-    written before trace.json kept `tensor_order`): names outside the blocks and not known to come
-    after them first (embeddings first), then each block as it computes, then the final names.
-    Names not known here go last within their part, alphabetically."""
-
-    def key(name: str):
-        parts = name.split(".", 2)
-        if parts[0] == "blocks" and len(parts) == 3 and parts[1].isdigit():
-            rest = parts[2]
-            return (1, int(parts[1]), BLOCK_ORDER.index(rest) if rest in BLOCK_ORDER else len(BLOCK_ORDER), rest)
-        if name in FINAL_ORDER:
-            return (2, 0, FINAL_ORDER.index(name), name)
-        return (0, 0, TOP_ORDER.index(name) if name in TOP_ORDER else len(TOP_ORDER), name)
-
-    return sorted(names, key=key)
-
-
 def layer_names(names: list[str], layer: int) -> list[str]:
     prefix = f"blocks.{layer}."
     return [n for n in names if n.startswith(prefix)]

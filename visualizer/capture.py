@@ -4,7 +4,8 @@ and verify the identities that prove the capture is what the model computed.
 `capture(loaded, ids)` returns a `Cache`: a flat, ordered name -> float32 CPU tensor dict (batch
 dropped, TransformerLens names) plus the verification results. Hooks only read: they return None,
 so the hooked forward is the model's own forward. They are registered in a context manager and
-always removed.
+always removed. Activations that exist only inside a function call (q and k after rotary) are
+recorded by the adapter's `capture_context`, entered around the same forward.
 
 What this module does not do: decide what to show (analyze.py) or write files (trace.py).
 """
@@ -137,7 +138,7 @@ def capture(loaded: LoadedModel, ids: list[int]) -> Cache:
     """Run the probe through the hooked model, derive attention, verify, return float32 CPU tensors."""
     idx = torch.tensor(ids, dtype=torch.long, device=loaded.device)  # [T]
     store: dict[str, torch.Tensor] = {}
-    with hooked(loaded.model, loaded.adapter.hook_specs(loaded.dims), store):
+    with hooked(loaded.model, loaded.adapter.hook_specs(loaded.dims), store), loaded.adapter.capture_context(loaded, store):
         loaded.adapter.plain_forward(loaded, idx)
     derive_attention(loaded, store)
     plain_logits = loaded.adapter.plain_forward(loaded, idx)  # unhooked: proves the hooks changed nothing

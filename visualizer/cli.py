@@ -123,6 +123,5 @@ def main(argv: list[str] | None = None) -> int:
         return run(build_config(args))
 
     return run_guarded(go, args.debug)
-
-
-from . import store_cli  # noqa: E402  (registers traces, render, compare; imports cli)
+from . import generate_cli  # noqa: E402,F401  (registers the `generate` subcommand)
+from . import store_cli  # noqa: E402,F401  (registers traces, render, compare)

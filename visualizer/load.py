@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from .errors import VisualizerError
-from .families import nanochat, nanogpt
+from .families import hf, nanochat, nanogpt
 from .families.base import LoadedModel
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +39,8 @@ def detect_family(checkpoint: Path) -> tuple[str, str]:
     """(family, why) from file and folder names alone: nothing is loaded to decide."""
     path = Path(checkpoint)
     if not path.exists():
+        if hf.looks_like_hub_name(str(checkpoint)):
+            return "hf", "a Hugging Face hub name (looked up in the local cache only)"
         raise VisualizerError(f"{path}: checkpoint not found")
     why = nanochat.looks_like_nanochat(path)
     if why:
@@ -87,4 +89,9 @@ def load_model(
         if checkpoint.is_dir() and (checkpoint / "ckpt.pt").is_file():
             checkpoint = checkpoint / "ckpt.pt"
         return nanogpt.load(checkpoint, Path(meta) if meta else None, torch_device)
-    raise VisualizerError(f"{checkpoint}: the {family} family is not available in this version of visualizer")
+    for flag, value in (("--step", step), ("--tokenizer", tokenizer)):
+        if value is not None:
+            raise VisualizerError(f"{flag} applies to nanochat checkpoints, not to the Hugging Face model {checkpoint}")
+    if meta:
+        raise VisualizerError("--meta is for nanoGPT checkpoints; a Hugging Face folder brings its own tokenizer")
+    return hf.load(checkpoint, torch_device)

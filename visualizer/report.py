@@ -10,15 +10,13 @@ import hashlib
 import sys
 from pathlib import Path
 
-from . import analysis, attribution, site, store
-from .analyze import capture_order, layer_names
+from . import analysis, attribution, render, site, store
 from .capture import capture
 from .config import Config
 from .errors import VisualizerError
 from .families.base import LoadedModel
 from .families.nanogpt import slug
 from .load import DEMO_CHECKPOINT, DEMO_META, load_model, resolve_family
-from .readfile import read_json
 from .report_data import build_report_data
 from .trace import Probe, build_trace, dumps, write_trace
 
@@ -58,35 +56,11 @@ def prepare_probe(loaded: LoadedModel, text: str, chat: bool = False) -> Probe:
     return Probe(text=text, ids=ids[-n_ctx:], dropped_ids=dropped, warnings=warnings, chat=chat)
 
 
-def page_model(trace: dict, extras: dict) -> dict:
-    """What report.html needs: the trace plus tensor summaries grouped by section, and the optional
-    files of the run (extras: 'report_data', 'analysis', 'attribution' -> parsed JSON or None)."""
-    stats = trace["tensors"]
-    names = trace.get("tensor_order") or capture_order(list(stats))  # older traces: a canonical order
-    layers = [
-        {"index": layer, "tensors": [(n, stats[n]) for n in layer_names(names, layer)]}
-        for layer in range(trace["dims"]["n_layer"])
-    ]
-    # names outside the blocks, in the order the forward made them: before the blocks, and after
-    first_block = next((i for i, n in enumerate(names) if n.startswith("blocks.")), len(names))
-    embeddings = [(n, stats[n]) for i, n in enumerate(names) if i < first_block]
-    final = [(n, stats[n]) for i, n in enumerate(names) if i > first_block and not n.startswith("blocks.")]
-    return {"trace": trace, "layers": layers, "embeddings": embeddings, "final": final,
-            "analysis": extras.get("analysis"), "attribution": extras.get("attribution")}
-
-
-EXTRA_FILES = ("report_data", "analysis", "attribution")
-
-
 def render_from_files(folder: Path) -> None:
-    """Write index.html and the assets of a report folder from its files alone: trace.json and, when
-    present, report_data.json, analysis.json, attribution.json. No model and no forward pass; the
-    plain run and `render ID` both end here, so they write the same page."""
-    folder = Path(folder)
-    trace = read_json(folder / "trace.json", str(folder))
-    extras = {name: read_json(folder / f"{name}.json", str(folder)) if (folder / f"{name}.json").is_file() else None
-              for name in EXTRA_FILES}
-    site.render_report(folder, page_model(trace, extras))
+    """Write a report folder's page from its files alone (trace.json, activations.safetensors,
+    report_data.json, and analysis.json / attribution.json when present): no model and no forward
+    pass. The plain run and `render ID` both end here, so they write the same page."""
+    render.render_folder(folder, figures=[])  # the figures (plots.render_figures) are wired in on main
 
 
 def write_report(loaded: LoadedModel, probe: Probe, folder: Path, top_k: int,

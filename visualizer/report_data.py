@@ -16,7 +16,6 @@ import math
 
 import torch
 
-from .analyze import entropy_bits
 from .capture import Cache
 from .families.base import LoadedModel
 from .tokenizer import Tokenizer, readable
@@ -45,7 +44,9 @@ def topk_table(logits: torch.Tensor, tokenizer: Tokenizer, k: int) -> list[list[
 
 
 def entropies(logits: torch.Tensor) -> list[float]:
-    return [entropy_bits(row) for row in logits]
+    """Entropy in bits of each row's softmax, [T, vocab] -> T floats (one batched pass)."""
+    logp = torch.log_softmax(logits.double(), dim=-1)
+    return (-(logp.exp() * logp).sum(-1) / LN2).tolist()
 
 
 def kl_bits(p_logits: torch.Tensor, q_logits: torch.Tensor) -> list[float]:

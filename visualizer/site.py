@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 import jinja2
+import markupsafe
 
 from . import __version__
 from .errors import VisualizerError
@@ -40,7 +41,7 @@ def environment() -> jinja2.Environment:
     env.filters["readable"] = readable
     env.filters["num"] = format_number
     env.filters["pct"] = lambda p: f"{100 * p:.2f}%"
-    env.filters["tojson_safe"] = json_for_script
+    env.filters["tojson_safe"] = lambda obj: markupsafe.Markup(json_for_script(obj))  # for <script type="application/json">
     return env
 
 
@@ -123,11 +124,6 @@ def render_page(folder: Path, template: str, page: dict) -> None:
     (folder / "index.html").write_text(html, encoding="utf-8")
     copy_assets(folder)
     (folder / ".nojekyll").write_text("", encoding="utf-8")
-
-
-def render_report(folder: Path, page: dict) -> None:
-    """Write index.html and the assets for one report (its data files are written by trace.py)."""
-    render_page(folder, "report.html", page)
 
 
 def list_reports(root: Path) -> list[dict]:

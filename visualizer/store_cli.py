@@ -221,6 +221,7 @@ def render_main(argv: list[str]) -> int:
         stored = store.open_trace(root_of(args), args.id)
         if Path(args.out).resolve() == stored.folder.resolve():
             raise VisualizerError(f"--out {args.out}: that is the trace itself; choose another folder")
+        check_renderable(stored)
         with site.atomic_folder(Path(args.out)) as tmp:
             for name in store.DATA_FILES:
                 if (stored.folder / name).is_file():
@@ -232,6 +233,16 @@ def render_main(argv: list[str]) -> int:
         return 0
 
     return cli.run_guarded(go, args.debug)
+
+
+def check_renderable(stored: store.StoredTrace) -> None:
+    """The report page needs report_data.json and every layer's attention pattern."""
+    kept = (stored.manifest or {}).get("kept", {})
+    if kept and not kept.get("all_groups") and "attn" not in kept["groups"]:
+        raise VisualizerError(f"trace {stored.name}: stored with --keep {','.join(kept['groups'])}, without the attention "
+                              "patterns the report page draws; it cannot be rendered (traces show and compare still work)")
+    if not (stored.folder / "report_data.json").is_file():
+        raise VisualizerError(f"trace {stored.name}: report_data.json: missing (the report page needs it)")
 
 
 def write_analysis(folder: Path, owner: str) -> None:

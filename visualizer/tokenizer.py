@@ -54,10 +54,13 @@ class Encoded:
 
 
 class Tokenizer:
-    """The interface: `kind`, `vocab_size`, `encode`, `token_str`, `decode`."""
+    """The interface: `kind`, `vocab_size`, `encode`, `token_str`, `decode`; `bos_id` and
+    `special_ids` name the tokens a model treats as markers rather than text (none by default)."""
 
     kind = "abstract"
     vocab_size = 0
+    bos_id: int | None = None
+    special_ids: frozenset[int] = frozenset()
 
     def encode(self, text: str) -> Encoded:
         raise NotImplementedError

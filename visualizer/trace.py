@@ -66,6 +66,9 @@ def build_trace(loaded: LoadedModel, probe: Probe, cache: Cache, top_k: int = 10
         "tokens": tokens,
         "tokens_readable": [readable(t) for t in tokens],
         "token_ids": list(probe.ids),
+        # positions of marker tokens, so views can hide attention to them (a BOS attention sink)
+        "bos_position": 0 if probe.ids and tok.bos_id is not None and probe.ids[0] == tok.bos_id else None,
+        "special_positions": [i for i, t in enumerate(probe.ids) if t in tok.special_ids],
         "dropped_tokens": len(probe.dropped_ids),
         "dropped_token_ids": list(probe.dropped_ids),
         "warnings": list(probe.warnings),
@@ -73,7 +76,6 @@ def build_trace(loaded: LoadedModel, probe: Probe, cache: Cache, top_k: int = 10
         "verification_passed": cache.passed,
         "next_tokens": top_tokens(cache["logits"][-1], tok, top_k),
         "tensors": summarize(cache.tensors),
-        "tensor_order": list(cache.tensors),  # the forward's order ("tensors" is written with sorted keys)
     }
 
 

@@ -9,6 +9,7 @@ What this module does not do: load files (each family does), or run hooks (captu
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -74,6 +75,12 @@ class Adapter:
     def plain_forward(self, loaded: LoadedModel, ids: torch.Tensor) -> torch.Tensor:
         """Logits [pos, vocab] from the model's own forward, no hooks involved."""
         raise NotImplementedError
+
+    def capture_context(self, loaded: LoadedModel, store: dict[str, torch.Tensor]) -> contextlib.AbstractContextManager:
+        """Entered around the hooked forward, for activations that exist only inside a function call
+        (q and k after rotary, say): the context records them into `store` under their names, then
+        restores whatever it wrapped. Default: nothing to record."""
+        return contextlib.nullcontext(store)
 
     def attention_mask(self, layer: int, T: int, device: torch.device) -> torch.Tensor:
         """[query_pos, key_pos] bool, True where a query may attend a key. Default: causal."""
@@ -164,3 +171,45 @@ class Adapter:
         """[n_head] long: the key/value head each query head reads."""
         group = dims.n_head // dims.n_kv_head
         return torch.arange(dims.n_head) // group
+
+    # --- generation: one step of the model's own forward with a key/value cache ---
+
+    def start_cache(self, loaded: LoadedModel) -> "KVCache":
+        """An empty key/value cache for up to n_ctx positions (one batch row), on the model's device."""
+        dims = loaded.dims
+        shape = (dims.n_kv_head, dims.n_ctx, dims.d_head)
+        dtype = next(loaded.model.parameters()).dtype
+        return KVCache(
+            keys=[torch.zeros(shape, dtype=dtype, device=loaded.device) for _ in range(dims.n_layer)],
+            values=[torch.zeros(shape, dtype=dtype, device=loaded.device) for _ in range(dims.n_layer)],
+        )
+
+    def step(self, loaded: LoadedModel, cache: "KVCache", new_ids: torch.Tensor) -> "StepOutput":
+        """Run `new_ids` [new] at positions cache.length.. through the model's own modules, reading and
+        extending `cache`. Must compute what the full forward over the cached prefix + new_ids computes
+        at the new positions (tests check it against `capture`). The caller never lets the cache pass
+        n_ctx: a context that would is cropped and prefilled again (nanoGPT's `generate` crops)."""
+        raise NotImplementedError
+
+
+@dataclass
+class KVCache:
+    """Keys and values of every layer for the positions run so far (family-blind container)."""
+
+    keys: list[torch.Tensor]  # per layer [n_kv_head, n_ctx, d_head]; the first `length` positions are valid
+    values: list[torch.Tensor]  # per layer [n_kv_head, n_ctx, d_head]
+    length: int = 0  # positions in the cache
+
+
+@dataclass
+class StepOutput:
+    """What one cached step computed for its `new` positions, over all `T` = cache.length keys.
+
+    All tensors stay on the model's device; `values` are views of the cache (valid until the next step).
+    """
+
+    logits: torch.Tensor  # [new, vocab]
+    pattern: torch.Tensor  # [n_layer, n_head, new, T]: softmax(q k^T * scale), masked; derived once
+    z: torch.Tensor  # [n_layer, new, n_head, d_head]: the attention kernel's output (what c_proj reads)
+    values: list[torch.Tensor]  # per layer [T, n_kv_head, d_head]
+    resid_post: torch.Tensor  # [n_layer, new, d_model]: each block's output (the logit lens reads it)

@@ -16,11 +16,13 @@ import re
 from pathlib import Path
 
 import torch
+from torch.nn import functional as F
 
 from ..errors import VisualizerError
 from ..safe_pickle import load_restricted
 from ..tokenizer import Tokenizer, from_meta, gpt2_bpe_offline
-from .base import Adapter, Dims, HookSpec, LoadedModel
+from .base import Adapter, Dims, HookSpec, KVCache, LoadedModel, StepOutput
+from .decompose import add_attention_pieces, frozen_layer_norm
 from .nanogpt_model import GPT, GPTConfig
 
 REQUIRED_ARGS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")
@@ -291,26 +293,60 @@ class NanoGPTAdapter(Adapter):
         dims = loaded.dims
         parts = {"embed": cache_tensors["hook_embed"], "pos_embed": cache_tensors["hook_pos_embed"]}
         for layer in range(dims.n_layer):
-            c_proj = loaded.model.transformer.h[layer].attn.c_proj
+            c_proj = loaded.model.transformer.h[layer].attn.c_proj  # nn.Linear: weight [d_model, d_model]
             w_o = c_proj.weight.detach().to("cpu", torch.float32).T.reshape(dims.n_head, dims.d_head, dims.d_model)
-            z = cache_tensors[f"blocks.{layer}.attn.hook_z"]  # [T, nh, hs]
-            per_head = torch.einsum("thd,hdm->htm", z, w_o)  # [nh, T, d_model]
-            for head in range(dims.n_head):
-                parts[f"L{layer}.H{head}"] = per_head[head]
-            if c_proj.bias is not None:
-                T = z.shape[0]
-                parts[f"L{layer}.attn_bias"] = c_proj.bias.detach().to("cpu", torch.float32).expand(T, -1)
+            bias = c_proj.bias.detach().to("cpu", torch.float32) if c_proj.bias is not None else None
+            add_attention_pieces(parts, layer, cache_tensors[f"blocks.{layer}.attn.hook_z"], w_o, bias)
             parts[f"L{layer}.mlp"] = cache_tensors[f"blocks.{layer}.hook_mlp_out"]
         return parts
 
     def frozen_final_norm(self, loaded: LoadedModel, x: torch.Tensor):
         ln_f = loaded.model.transformer.ln_f
         weight = ln_f.weight.detach().to("cpu", torch.float32)
-        bias = ln_f.bias.detach().to("cpu", torch.float32) if ln_f.bias is not None else torch.zeros_like(weight)
-        x = x.to("cpu", torch.float32)
-        sigma = torch.sqrt(x.var(dim=-1, unbiased=False) + 1e-5)  # LayerNorm's own eps
+        bias = ln_f.bias.detach().to("cpu", torch.float32) if ln_f.bias is not None else None
+        return frozen_layer_norm(x, weight, bias, 1e-5)  # LayerNorm's own eps
 
-        def linear(piece: torch.Tensor) -> torch.Tensor:  # centring is linear; the scale is frozen
-            return (piece - piece.mean(dim=-1, keepdim=True)) / sigma * weight
-
-        return linear, bias
+    @torch.inference_mode()
+    def step(self, loaded: LoadedModel, cache: KVCache, new_ids: torch.Tensor) -> StepOutput:
+        """nanoGPT's forward for the new positions, block by block through our module tree's own
+        submodules (ln_1, c_attn, c_proj, ln_2, mlp, ln_f, lm_head), with keys and values cached."""
+        m, dims = loaded.model, loaded.dims
+        nh, hs, C = dims.n_head, dims.d_head, dims.d_model
+        start, new = cache.length, int(new_ids.shape[0])
+        T = start + new
+        assert T <= dims.n_ctx, f"cache of {start} + {new} positions passes block_size {dims.n_ctx}"
+        ids = new_ids.to(loaded.device)[None]  # [1, new]
+        pos = torch.arange(start, T, dtype=torch.long, device=loaded.device)  # [new]
+        x = m.transformer.wte(ids) + m.transformer.wpe(pos)  # [1, new, C]
+        # query at position start+i sees keys 0..start+i; one new query sees every cached key
+        allowed = self.attention_mask(0, T, loaded.device)[start:T] if new > 1 else None  # [new, T]
+        mask = allowed if start > 0 else None  # a prefill from 0 is the full forward's is_causal call
+        patterns, zs, values, resids = [], [], [], []
+        for layer, block in enumerate(m.transformer.h):
+            q, k, v = block.attn.c_attn(block.ln_1(x)).split(C, dim=2)  # each [1, new, C]
+            q = q.view(1, new, nh, hs).transpose(1, 2)  # [1, nh, new, hs]
+            cache.keys[layer][:, start:T] = k.view(new, nh, hs).transpose(0, 1)
+            cache.values[layer][:, start:T] = v.view(new, nh, hs).transpose(0, 1)
+            keys = cache.keys[layer][None, :, :T]  # [1, nh, T, hs]
+            vals = cache.values[layer][None, :, :T]  # [1, nh, T, hs]
+            y = F.scaled_dot_product_attention(
+                q, keys, vals, attn_mask=mask, dropout_p=0.0, is_causal=start == 0 and new > 1
+            )  # [1, nh, new, hs]: the same kernel call as the full forward
+            scores = (q[0] @ keys[0].transpose(-1, -2)) * self.attention_scale(dims, layer)  # [nh, new, T]
+            if allowed is not None:
+                scores = scores.masked_fill(~allowed, float("-inf"))
+            patterns.append(torch.softmax(scores, dim=-1))
+            zs.append(y[0].transpose(0, 1))  # [new, nh, hs]
+            values.append(vals[0].transpose(0, 1))  # [T, nh, hs]
+            x = x + block.attn.c_proj(y.transpose(1, 2).reshape(1, new, C))  # resid_mid
+            x = x + block.mlp(block.ln_2(x))  # resid_post
+            resids.append(x[0])
+        cache.length = T
+        logits = m.lm_head(m.transformer.ln_f(x))[0]  # [new, vocab]
+        return StepOutput(
+            logits=logits,
+            pattern=torch.stack(patterns),  # [n_layer, nh, new, T]
+            z=torch.stack(zs),  # [n_layer, new, nh, hs]
+            values=values,
+            resid_post=torch.stack(resids),  # [n_layer, new, C]
+        )

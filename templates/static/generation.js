@@ -1,0 +1,309 @@
+/* The generation view: step slider, step details (candidates, logit lens), attention flow graph
+   (prompt -> continuation) and a side-by-side head comparison. Classic script, no network, no
+   modules; reads the inline JSON in #generation-data. Text from the vocabulary is only ever set
+   with textContent, never parsed as HTML. */
+(function () {
+  "use strict";
+  var dataEl = document.getElementById("generation-data");
+  if (!dataEl) { return; }
+  var D = JSON.parse(dataEl.textContent);
+  var N = D.steps.length;
+  if (!N) { return; }
+  var L = D.n_layer, H = D.n_head, P = D.prompt.length;
+  var SVGNS = "http://www.w3.org/2000/svg";
+  var COLOURS = ["#ffffd9", "#edf8b1", "#c7e9b4", "#7fcdbb", "#41b6c4", "#1d91c0", "#225ea8", "#253494", "#081d58"];
+  var seq = D.prompt.concat(D.steps.map(function (s) { return s.id; }));  // ids by sequence position
+
+  var state = { step: N - 1, layer: "mean", head: "mean", threshold: 0.02, split: false, all: false,
+                focus: null, headsLayer: L - 1, timer: null };
+
+  function $(id) { return document.getElementById(id); }
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) { e.className = cls; }
+    if (text !== undefined) { e.textContent = text; }
+    return e;
+  }
+  function svg(tag, attrs) {
+    var e = document.createElementNS(SVGNS, tag);
+    for (var k in attrs) { if (Object.prototype.hasOwnProperty.call(attrs, k)) { e.setAttribute(k, attrs[k]); } }
+    return e;
+  }
+  function tokenText(id) { var t = D.vocab[String(id)]; return t === undefined ? "<id " + id + ">" : t; }
+  function probColour(p) {
+    var i = Math.min(COLOURS.length - 1, Math.max(0, Math.floor(p * COLOURS.length)));
+    return [COLOURS[i], p >= 5 / 9 ? "#fff" : "#111"];
+  }
+  function fmt(p, digits) { return p.toFixed(digits === undefined ? 6 : digits); }
+  function short(text, n) { return text.length > n ? text.slice(0, n - 1) + "…" : text; }
+
+  /* ---- attention rows: uint8 codes scaled to each row's maximum ---- */
+  var decoded = {};
+  function codes(s) {
+    if (!decoded[s]) {
+      var bin = atob(D.steps[s].att), out = new Uint8Array(bin.length);
+      for (var i = 0; i < bin.length; i++) { out[i] = bin.charCodeAt(i); }
+      decoded[s] = out;
+    }
+    return decoded[s];
+  }
+  function headRow(s, l, h) {  // Float64Array [T] for one layer and head
+    var st = D.steps[s], T = st.T, c = codes(s), base = (l * H + h) * T, m = st.scale[l * H + h] / 255;
+    var row = new Float64Array(T);
+    for (var j = 0; j < T; j++) { row[j] = c[base + j] * m; }
+    return row;
+  }
+  function row(s, layer, head) {  // mean over the "mean" axes
+    var ls = layer === "mean" ? range(L) : [layer], hs = head === "mean" ? range(H) : [head];
+    var T = D.steps[s].T, acc = new Float64Array(T), n = ls.length * hs.length;
+    ls.forEach(function (l) { hs.forEach(function (h) {
+      var r = headRow(s, l, h);
+      for (var j = 0; j < T; j++) { acc[j] += r[j] / n; }
+    }); });
+    return acc;
+  }
+  function range(n) { var a = []; for (var i = 0; i < n; i++) { a.push(i); } return a; }
+  function weights(s) {  // [{pos, w}] for the flow graph, normalised as asked
+    var st = D.steps[s], r = row(s, state.layer, state.head), out = [], sp = 0, sg = 0, j;
+    for (j = 0; j < st.T; j++) { if (st.cs + j < P) { sp += r[j]; } else { sg += r[j]; } }
+    for (j = 0; j < st.T; j++) {
+      var pos = st.cs + j, w = r[j];
+      if (state.split) { w = pos < P ? (sp > 0 ? w / sp : 0) : (sg > 0 ? w / sg : 0); }
+      out.push({ pos: pos, w: w });
+    }
+    return out;
+  }
+
+  /* ---- continuation and slider ---- */
+  var gtoks = Array.prototype.slice.call(document.querySelectorAll("#gen-text .gtok"));
+  gtoks.forEach(function (b) {
+    b.addEventListener("click", function () { setStep(Number(b.getAttribute("data-step"))); });
+  });
+  var slider = $("step-slider");
+  slider.addEventListener("input", function () { setStep(Number(slider.value)); });
+  $("step-prev").addEventListener("click", function () { setStep(state.step - 1); });
+  $("step-next").addEventListener("click", function () { setStep(state.step + 1); });
+  $("step-play").addEventListener("click", function () {
+    var button = $("step-play");
+    if (state.timer) { clearInterval(state.timer); state.timer = null; button.textContent = "play"; return; }
+    if (state.step >= N - 1) { setStep(0); }
+    button.textContent = "pause";
+    state.timer = setInterval(function () {
+      if (state.step >= N - 1) { clearInterval(state.timer); state.timer = null; button.textContent = "play"; return; }
+      setStep(state.step + 1);
+    }, 250);
+  });
+  document.addEventListener("keydown", function (e) {
+    var t = e.target, tag = t && t.tagName;
+    if (t === slider || tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA") { return; }
+    var to = { ArrowLeft: state.step - 1, ArrowRight: state.step + 1, Home: 0, End: N - 1 }[e.key];
+    if (to !== undefined) { e.preventDefault(); setStep(to); }
+  });
+
+  function setStep(s) {
+    s = Math.max(0, Math.min(N - 1, s));
+    state.step = s;
+    slider.value = String(s);
+    $("step-label").textContent = "step " + s + " of " + (N - 1);
+    gtoks.forEach(function (b, i) {
+      b.classList.toggle("future", i > s);
+      b.classList.toggle("current", i === s);
+      b.setAttribute("aria-pressed", i === s ? "true" : "false");
+    });
+    drawDetail();
+    drawFlow();
+    drawHeads();
+  }
+
+  /* ---- step details ---- */
+  function candidateTable(table, pairs, chosen) {
+    table.textContent = "";
+    var head = el("tr");
+    ["#", "token", "id", "probability", ""].forEach(function (h) { head.appendChild(el("th", "", h)); });
+    table.appendChild(el("thead")).appendChild(head);
+    var body = table.appendChild(el("tbody"));
+    pairs.forEach(function (pair, i) {
+      var tr = el("tr", pair[0] === chosen ? "chosen" : "");
+      tr.appendChild(el("td", "", String(i + 1)));
+      tr.appendChild(el("td")).appendChild(el("span", "tok", tokenText(pair[0])));
+      tr.appendChild(el("td", "", String(pair[0])));
+      tr.appendChild(el("td", "num", fmt(pair[1])));
+      var bar = el("span", "bar");
+      bar.style.width = (pair[1] * 160).toFixed(1) + "px";
+      tr.appendChild(el("td")).appendChild(bar);
+      body.appendChild(tr);
+    });
+    if (!pairs.length) { body.appendChild(el("tr")).appendChild(el("td", "", "no candidates")); }
+  }
+  function drawDetail() {
+    var s = state.step, st = D.steps[s];
+    $("detail-step").textContent = String(s);
+    $("detail-token").textContent = tokenText(st.id);
+    $("detail-facts").textContent = "id " + st.id + " · model probability " + fmt(st.p) + " (rank " + st.rank +
+      ", logit " + st.logit.toFixed(4) + ") · entropy " + st.H.toFixed(3) + " bits · probability under the distribution it was " +
+      (D.greedy ? "chosen from (greedy: argmax) " : "drawn from ") + fmt(st.ps) + " · context positions " + st.cs + "–" +
+      (st.cs + st.T - 1) + " (" + st.T + " tokens)" + (st.slid ? " · the context slid at this step: cache rebuilt" : "");
+    candidateTable($("cand-before"), st.before, st.id);
+    candidateTable($("cand-after"), st.after, st.id);
+    var stages = $("cand-stages");
+    stages.textContent = "";
+    if (st.controls.length) {
+      stages.appendChild(el("h3", "", "After each control, in the order applied"));
+      var wrap = stages.appendChild(el("div", "columns"));
+      st.controls.forEach(function (c) {
+        var box = wrap.appendChild(el("div"));
+        box.appendChild(el("h4", "", "after " + c[0]));
+        candidateTable(box.appendChild(el("table", "next")), c[1], st.id);
+      });
+    }
+    var lens = $("lens-table");
+    lens.textContent = "";
+    var head = el("tr");
+    ["layer", "top tokens after this block (probability)", "chosen token: probability", "rank"].forEach(function (h) { head.appendChild(el("th", "", h)); });
+    lens.appendChild(el("thead")).appendChild(head);
+    var body = lens.appendChild(el("tbody"));
+    st.lens.forEach(function (entry, layer) {
+      var tr = body.appendChild(el("tr"));
+      tr.appendChild(el("td", "", String(layer)));
+      var cell = tr.appendChild(el("td"));
+      entry[0].forEach(function (pair) {
+        var chip = cell.appendChild(el("span", "chip" + (pair[0] === st.id ? " chosen" : "")));
+        chip.appendChild(el("span", "tok", tokenText(pair[0])));
+        chip.appendChild(document.createTextNode(" " + fmt(pair[1], 4)));
+      });
+      tr.appendChild(el("td", "num", fmt(entry[1])));
+      tr.appendChild(el("td", "num", String(entry[2])));
+    });
+  }
+
+  /* ---- attention flow graph ---- */
+  var flowSvg = $("flow-svg");
+  function fillSelect(select, label) {
+    select.appendChild(new Option("mean over " + label, "mean"));
+    var n = label === "layers" ? L : H;
+    for (var i = 0; i < n; i++) { select.appendChild(new Option(String(i), String(i))); }
+  }
+  fillSelect($("flow-layer"), "layers");
+  fillSelect($("flow-head"), "heads");
+  $("flow-layer").addEventListener("change", function (e) { state.layer = e.target.value === "mean" ? "mean" : Number(e.target.value); drawFlow(); });
+  $("flow-head").addEventListener("change", function (e) { state.head = e.target.value === "mean" ? "mean" : Number(e.target.value); drawFlow(); });
+  $("flow-threshold").addEventListener("input", function (e) { state.threshold = Number(e.target.value); drawFlow(); });
+  $("flow-split").addEventListener("change", function (e) { state.split = e.target.checked; drawFlow(); });
+  $("flow-all").addEventListener("change", function (e) { state.all = e.target.checked; drawFlow(); });
+  $("flow-reset").addEventListener("click", function () {
+    state.focus = null; state.layer = "mean"; state.head = "mean"; state.threshold = 0.02; state.split = false; state.all = false;
+    $("flow-layer").value = "mean"; $("flow-head").value = "mean"; $("flow-threshold").value = "0.02";
+    $("flow-split").checked = false; $("flow-all").checked = false;
+    drawFlow();
+  });
+
+  var ROW = 18, TOP = 24, LX = 8, W = 120, GAP = 260;
+  function yOf(pos) { return TOP + (pos < P ? pos : pos - P) * ROW + ROW / 2; }
+  function drawFlow() {
+    $("flow-threshold-value").textContent = state.threshold.toFixed(3);
+    var RX = LX + W + GAP, width = RX + W + 220, height = TOP + Math.max(P, N) * ROW + 10;
+    flowSvg.textContent = "";
+    flowSvg.setAttribute("width", width);
+    flowSvg.setAttribute("height", height);
+    flowSvg.setAttribute("viewBox", "0 0 " + width + " " + height);
+    var headP = svg("text", { x: LX, y: 14, "class": "colhead" }); headP.textContent = "prompt";
+    var headG = svg("text", { x: RX, y: 14, "class": "colhead" }); headG.textContent = "generated";
+    flowSvg.appendChild(headP); flowSvg.appendChild(headG);
+    var edges = flowSvg.appendChild(svg("g", { "class": "edges" }));
+    var focus = state.focus, steps = [], s, shown = 0;
+    for (s = 0; s < N; s++) {
+      if (focus) {
+        if (focus.kind === "g" && s >= focus.pos - P) { steps.push(s); }
+        else if (focus.kind === "p") { steps.push(s); }
+      } else if (state.all ? true : s === state.step) { steps.push(s); }
+    }
+    var linked = {};
+    steps.forEach(function (s) {
+      weights(s).forEach(function (e) {
+        if (e.w < state.threshold || e.w <= 0) { return; }
+        if (focus && !(P + s === focus.pos || e.pos === focus.pos)) { return; }
+        var y2 = yOf(P + s), path, cls;
+        if (e.pos < P) {
+          var x1 = LX + W, y1 = yOf(e.pos), x2 = RX;
+          path = "M" + x1 + "," + y1 + " C" + (x1 + GAP / 2) + "," + y1 + " " + (x2 - GAP / 2) + "," + y2 + " " + x2 + "," + y2;
+          cls = "edge prompt-edge";
+        } else {
+          var xr = RX + W, ya = yOf(e.pos), bend = xr + 20 + Math.min(180, Math.abs(y2 - ya) * 0.6);
+          path = "M" + xr + "," + ya + " C" + bend + "," + ya + " " + bend + "," + y2 + " " + xr + "," + y2;
+          cls = "edge gen-edge";
+        }
+        var p = svg("path", { d: path, "class": cls, "stroke-width": (0.5 + 4 * e.w).toFixed(2),
+                              "stroke-opacity": Math.min(1, 0.15 + e.w).toFixed(3) });
+        var title = svg("title", {});
+        title.textContent = tokenText(seq[P + s]) + " (step " + s + ") ← " + tokenText(seq[e.pos]) + " (position " + e.pos + "): " + e.w.toFixed(4);
+        p.appendChild(title);
+        edges.appendChild(p);
+        linked[e.pos] = true; linked[P + s] = true;
+        shown++;
+      });
+    });
+    function node(pos, x) {
+      var isGen = pos >= P, s = pos - P;
+      var g = svg("g", { "class": "node" + (isGen ? " gen" : " prompt") + (isGen && s > state.step && !state.all && !focus ? " future" : "") +
+                         (focus && focus.pos === pos ? " focus" : "") + (focus && linked[pos] ? " linked" : "") });
+      var fill = "#f4f5f7", ink = "#111";
+      if (isGen) { var c = probColour(D.steps[s].p); fill = c[0]; ink = c[1]; }
+      g.appendChild(svg("rect", { x: x, y: yOf(pos) - ROW / 2 + 1, width: W, height: ROW - 2, rx: 3, fill: fill }));
+      var t = svg("text", { x: x + 4, y: yOf(pos) + 4, fill: ink });
+      t.textContent = (isGen ? s : pos) + " " + short(tokenText(seq[pos]), 12);
+      g.appendChild(t);
+      var title = svg("title", {});
+      title.textContent = (isGen ? "generated, step " + s + ", p = " + fmt(D.steps[s].p) : "prompt position " + pos) + ": " + tokenText(seq[pos]);
+      g.appendChild(title);
+      g.addEventListener("click", function () {
+        state.focus = (focus && focus.pos === pos) ? null : { kind: isGen ? "g" : "p", pos: pos };
+        if (isGen) { setStep(s); } else { drawFlow(); }
+      });
+      flowSvg.appendChild(g);
+    }
+    var pos;
+    for (pos = 0; pos < P; pos++) { node(pos, LX); }
+    for (pos = P; pos < P + N; pos++) { node(pos, RX); }
+    var wrap = flowSvg.parentNode, y = yOf(P + state.step);  // keep the slider's token in view
+    if (!focus && wrap && (y < wrap.scrollTop + ROW || y > wrap.scrollTop + wrap.clientHeight - ROW)) {
+      wrap.scrollTop = Math.max(0, y - wrap.clientHeight / 2);
+    }
+    var what = (state.layer === "mean" ? "mean over layers" : "layer " + state.layer) + ", " +
+               (state.head === "mean" ? "mean over heads" : "head " + state.head);
+    $("flow-status").textContent = shown + " edges ≥ " + state.threshold.toFixed(3) + " (" + what +
+      (state.split ? ", prompt and generated parts normalised separately" : "") + "); " +
+      (focus ? "showing only the connections of " + (focus.pos < P ? "prompt position " + focus.pos : "step " + (focus.pos - P)) + " (click it again or reset)"
+             : (state.all ? "all steps" : "step " + state.step + " (move the slider, or tick show all)"));
+  }
+
+  /* ---- compare heads ---- */
+  var headsLayer = $("heads-layer");
+  for (var l = 0; l < L; l++) { headsLayer.appendChild(new Option("layer " + l, String(l))); }
+  headsLayer.value = String(state.headsLayer);
+  headsLayer.addEventListener("change", function () { state.headsLayer = Number(headsLayer.value); drawHeads(); });
+  function drawHeads() {
+    var s = state.step, st = D.steps[s], table = $("heads-table");
+    $("heads-label").textContent = "step " + s + ", token " + tokenText(st.id);
+    table.textContent = "";
+    var head = el("tr");
+    head.appendChild(el("th", "", "pos"));
+    head.appendChild(el("th", "", "context token"));
+    var rows = [];
+    for (var h = 0; h < H; h++) { head.appendChild(el("th", "", "head " + h)); rows.push(headRow(s, state.headsLayer, h)); }
+    table.appendChild(el("thead")).appendChild(head);
+    var body = table.appendChild(el("tbody"));
+    for (var j = 0; j < st.T; j++) {
+      var pos = st.cs + j, tr = body.appendChild(el("tr", pos >= P ? "gen" : ""));
+      tr.appendChild(el("td", "num", String(pos)));
+      tr.appendChild(el("td")).appendChild(el("span", "tok", tokenText(seq[pos])));
+      for (h = 0; h < H; h++) {
+        var w = rows[h][j], td = el("td", "cell", (100 * w).toFixed(1));
+        td.style.background = "rgba(36, 86, 199, " + Math.min(1, w * 1.5).toFixed(3) + ")";
+        if (w > 0.45) { td.style.color = "#fff"; }
+        tr.appendChild(td);
+      }
+    }
+  }
+
+  setStep(N - 1);
+})();

@@ -1,0 +1,750 @@
+/* visualizer report: interactive views drawn in the browser from the compact data files.
+ *
+ * Classic script, no dependencies, works from file://: a section's data file (data/*.js, which
+ * sets window.__vizLayers[l] or window.__vizData[name]) is loaded by adding a <script> tag when
+ * the section's <details> opens. Every text from the model or the probe is set with textContent
+ * (never innerHTML), so tokens such as "<script>" show as text.
+ *
+ * Views: the layer x head thumbnail grid; per layer a head selector, a head view (tokens in two
+ * columns, lines weighted by attention; hover or click a token), the selected head's pattern as a
+ * heatmap with token labels, the logit lens after the layer (table + word map), the most active
+ * MLP neurons, the residual-stream norms; the logit-lens table (layer x position); the nearest
+ * vocabulary neighbours; the next-token candidates at every position.
+ */
+(function () {
+  "use strict";
+
+  var page = JSON.parse(document.getElementById("viz-page").textContent);
+  var timing = window.__vizTiming = {};  /* milliseconds per step, for the page tests' timing report */
+  var T = page.T;
+  window.__vizLayers = window.__vizLayers || {};
+  window.__vizData = window.__vizData || {};
+
+  /* ---------- small helpers ---------- */
+
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+  function fmt(x, d) { return Number(x).toFixed(d === undefined ? 4 : d); }
+  function clamp(x, a, b) { return x < a ? a : (x > b ? b : x); }
+  function short(s, n) { s = String(s); return s.length > n ? s.slice(0, n - 1) + "…" : s; }
+  function tokenLabel(i) { return page.tokens[i]; }
+
+  function bytes(b64) {
+    var bin = atob(b64), n = bin.length, out = new Uint8Array(n);
+    for (var i = 0; i < n; i++) out[i] = bin.charCodeAt(i);
+    return out;
+  }
+  function uint16(b64) {
+    var b = bytes(b64), n = b.length >> 1, out = new Uint16Array(n);
+    for (var i = 0; i < n; i++) out[i] = b[2 * i] | (b[2 * i + 1] << 8);
+    return out;
+  }
+
+  /* Colour ramps: the same stops as render.py uses for inline tables. */
+  var SEQ = [[255, 255, 255], [198, 219, 239], [107, 174, 214], [33, 113, 181], [8, 48, 107]];
+  function seq(p) {
+    var t = clamp(p, 0, 1) * (SEQ.length - 1), i = Math.min(Math.floor(t), SEQ.length - 2), f = t - i;
+    var a = SEQ[i], b = SEQ[i + 1];
+    return [Math.round(a[0] + (b[0] - a[0]) * f), Math.round(a[1] + (b[1] - a[1]) * f), Math.round(a[2] + (b[2] - a[2]) * f)];
+  }
+  function rgb(c) { return "rgb(" + c[0] + "," + c[1] + "," + c[2] + ")"; }
+  function inkFor(p) { return p > 0.55 ? "#fff" : "#1d1f23"; }
+
+  /* ---------- loading data files ---------- */
+
+  var scripts = {};
+  function loadScript(src, done) {
+    var s = scripts[src];
+    if (s && s.loaded) { done(); return; }
+    if (s) { s.waiting.push(done); return; }
+    s = scripts[src] = { loaded: false, waiting: [done] };
+    var tag = document.createElement("script");
+    tag.src = src;
+    tag.onload = function () { s.loaded = true; var w = s.waiting; s.waiting = []; w.forEach(function (f) { f(); }); };
+    tag.onerror = function () { s.failed = true; };
+    document.body.appendChild(tag);
+  }
+  function need(list, done) {
+    var left = list.length;
+    if (!left) { done(); return; }
+    list.forEach(function (src) { loadScript(src, function () { if (--left === 0) done(); }); });
+  }
+
+  /* ---------- tooltip ---------- */
+
+  var tip = el("div", "viz-tip");
+  tip.hidden = true;
+  document.body.appendChild(tip);
+  function showTip(ev, lines) {
+    tip.textContent = "";
+    lines.forEach(function (line, i) { tip.appendChild(el(i === 0 ? "strong" : "div", null, line)); });
+    tip.hidden = false;
+    var x = ev.clientX + 14, y = ev.clientY + 14;
+    var r = tip.getBoundingClientRect();
+    if (x + r.width > window.innerWidth - 8) x = ev.clientX - r.width - 14;
+    if (y + r.height > window.innerHeight - 8) y = ev.clientY - r.height - 14;
+    tip.style.left = x + "px";
+    tip.style.top = y + "px";
+  }
+  function hideTip() { tip.hidden = true; }
+
+  /* ---------- attention: decode to rows (CSR) ---------- */
+
+  function decodeHead(enc, h) {
+    var start = new Int32Array(T + 1), keys, w, rest = null, i, j, n;
+    if (enc.encoding === "uint8") {
+      var b = bytes(enc.heads[h]);
+      w = new Float32Array(b.length);
+      keys = new Int32Array(b.length);
+      n = 0;
+      for (i = 0; i < T; i++) {
+        start[i] = n;
+        var m = enc.triangle ? i + 1 : T;
+        for (j = 0; j < m; j++) { keys[n] = j; w[n] = b[n] / 255; n++; }
+      }
+      start[T] = n;
+    } else {
+      var head = enc.heads[h], kb = uint16(head.keys), wb = bytes(head.weights), rb = bytes(head.rest);
+      keys = new Int32Array(kb.length);
+      w = new Float32Array(wb.length);
+      rest = new Float32Array(T);
+      n = 0;
+      for (i = 0; i < T; i++) {
+        start[i] = n;
+        var c = enc.causal ? Math.min(enc.k, i + 1) : enc.k;
+        for (j = 0; j < c; j++) { keys[n] = kb[n]; w[n] = wb[n] / 255; n++; }
+        rest[i] = rb[i] / 255;
+      }
+      start[T] = n;
+    }
+    return { start: start, keys: keys, w: w, rest: rest };
+  }
+
+  function weightAt(att, i, j) {
+    for (var n = att.start[i]; n < att.start[i + 1]; n++) if (att.keys[n] === j) return att.w[n];
+    return 0;
+  }
+
+  /* S x S cells, each the largest weight among the positions it covers (S <= T) */
+  function pooled(att, S) {
+    var out = new Float32Array(S * S);
+    for (var i = 0; i < T; i++) {
+      var bi = Math.floor(i * S / T);
+      for (var n = att.start[i]; n < att.start[i + 1]; n++) {
+        var idx = bi * S + Math.floor(att.keys[n] * S / T);
+        if (att.w[n] > out[idx]) out[idx] = att.w[n];
+      }
+    }
+    return out;
+  }
+  function maxOf(a) { var m = 0; for (var i = 0; i < a.length; i++) if (a[i] > m) m = a[i]; return m; }
+
+  /* Colour scale of every attention picture, chosen by the reader (all views follow): linear and
+     square root map 0..1 the same way for every head; "head" stretches 0..each head's own max. */
+  var MODES = {
+    linear: "sequential, linear: white = 0 to dark blue = 1, the same for every head",
+    sqrt: "sequential, square root: white = 0 to dark blue = 1 (small weights made visible), the same for every head",
+    head: "sequential, linear from 0 to each picture's own largest weight (pictures are NOT comparable)"
+  };
+  var colourMode = "linear", redraws = [];
+  function tone(w, max) {
+    if (colourMode === "sqrt") return Math.sqrt(w);
+    if (colourMode === "head") return max > 0 ? w / max : 0;
+    return w;
+  }
+  function setMode(mode) {
+    colourMode = mode;
+    Array.prototype.forEach.call(document.querySelectorAll("select.colour-mode"), function (s) { s.value = mode; });
+    Array.prototype.forEach.call(document.querySelectorAll(".mode-text"), function (e) { e.textContent = MODES[mode]; });
+    redraws.forEach(function (f) { f(); });
+  }
+  Array.prototype.forEach.call(document.querySelectorAll("select.colour-mode"), function (s) {
+    s.addEventListener("change", function () { setMode(s.value); });
+  });
+  setMode(colourMode);
+
+  function paintCells(canvas, S, cells) {
+    var max = maxOf(cells);
+    canvas.width = S;
+    canvas.height = S;
+    var ctx = canvas.getContext("2d"), img = ctx.createImageData(S, S);
+    for (var k = 0; k < S * S; k++) {
+      var c = seq(tone(cells[k], max));
+      img.data[4 * k] = c[0]; img.data[4 * k + 1] = c[1]; img.data[4 * k + 2] = c[2]; img.data[4 * k + 3] = 255;
+    }
+    ctx.putImageData(img, 0, 0);
+  }
+
+  /* ---------- heatmap of one head's pattern, with token labels ---------- */
+
+  var MARGIN = 64, HEAT_PX = 560;
+  function drawHeatmap(canvas, att, title) {
+    /* at most HEAT_PX cells a side: a longer input shows blocks of `block` positions (their max) */
+    var block = Math.ceil(T / HEAT_PX), S = Math.ceil(T / block);
+    var cell = block > 1 ? 1 : Math.max(1, Math.floor(HEAT_PX / T)), size = S * cell;
+    var cells = pooled(att, S);
+    canvas.width = MARGIN + size + 4;
+    canvas.height = MARGIN + size + 4;
+    var ctx = canvas.getContext("2d");
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    var off = document.createElement("canvas");
+    paintCells(off, S, cells);
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(off, MARGIN, MARGIN, size, size);
+    ctx.strokeStyle = "#99a";
+    ctx.strokeRect(MARGIN - 0.5, MARGIN - 0.5, size + 1, size + 1);
+    /* token labels: queries down the left, keys along the top, at least 10 px apart */
+    var px = size / T, step = Math.max(1, Math.ceil(10 / px)), i;
+    ctx.fillStyle = "#333";
+    ctx.font = "10px ui-monospace, 'DejaVu Sans Mono', monospace";
+    ctx.textBaseline = "middle";
+    ctx.textAlign = "right";
+    for (i = 0; i < T; i += step) ctx.fillText(short(tokenLabel(i), 7), MARGIN - 3, MARGIN + (i + 0.5) * px);
+    ctx.textAlign = "left";
+    for (i = 0; i < T; i += step) {
+      ctx.save();
+      ctx.translate(MARGIN + (i + 0.5) * px, MARGIN - 3);
+      ctx.rotate(-Math.PI / 2);
+      ctx.fillText(short(tokenLabel(i), 7), 0, 0);
+      ctx.restore();
+    }
+    ctx.fillStyle = "#667";
+    ctx.fillText("key →", 2, 10);
+    ctx.fillText("query ↓", 2, 24);
+    canvas.setAttribute("data-drawn", "1");
+    canvas.setAttribute("data-block", block);
+    canvas.setAttribute("aria-label", title);
+    canvas.onmousemove = function (ev) {
+      var r = canvas.getBoundingClientRect(), sx = canvas.width / r.width;
+      var x = (ev.clientX - r.left) * sx - MARGIN, y = (ev.clientY - r.top) * sx - MARGIN;
+      if (x < 0 || y < 0 || x >= size || y >= size) { hideTip(); return; }
+      var q = Math.min(T - 1, Math.floor(y / px)), kk = Math.min(T - 1, Math.floor(x / px)), lines = [title];
+      if (block > 1) {
+        var bq = Math.floor(q / block), bk = Math.floor(kk / block);
+        lines.push("queries " + bq * block + "–" + Math.min(T - 1, bq * block + block - 1) + ", keys " + bk * block + "–" +
+                   Math.min(T - 1, bk * block + block - 1) + ": largest weight ≈" + fmt(cells[bq * S + bk], 3));
+      }
+      lines.push("query " + q + " " + tokenLabel(q) + "  →  key " + kk + " " + tokenLabel(kk),
+                 "weight ≈" + fmt(weightAt(att, q, kk), 3) + (kk > q ? " (a later position: masked)" : " (8-bit data: ±0.002)"));
+      if (att.rest) lines.push("rest of the row (keys not stored): ≈" + fmt(att.rest[q], 3));
+      showTip(ev, lines);
+    };
+    canvas.onmouseleave = hideTip;
+  }
+
+  /* ---------- head view: tokens in two columns, lines weighted by attention ---------- */
+
+  var ROW = Math.max(6, Math.min(18, Math.floor(32000 / Math.max(T, 1))));
+  var HEAD_COLOURS = ["#2456c7", "#c0392b", "#1b7a3a", "#8e44ad", "#d35400", "#16a085", "#7f6000", "#c2185b"];
+
+  function buildHeadView(box, state) {
+    box.textContent = "";
+    var left = el("div", "hv-col hv-left"), right = el("div", "hv-col hv-right"), canvas = el("canvas", "hv-lines");
+    var width = 150;
+    canvas.width = width;
+    canvas.height = T * ROW;
+    canvas.style.height = (T * ROW) + "px";
+    var ql = [], kl = [];
+    for (var i = 0; i < T; i++) {
+      var a = el("div", "hv-tok", tokenLabel(i)), b = el("div", "hv-tok", tokenLabel(i));
+      a.setAttribute("data-pos", i); b.setAttribute("data-pos", i);
+      a.title = "position " + i + " as a query: what it attends to";
+      b.title = "position " + i + " as a key: what attends to it";
+      ql.push(a); kl.push(b);
+      left.appendChild(a); right.appendChild(b);
+    }
+    box.style.setProperty("--row", ROW + "px");  /* every token exactly one row, whatever its font */
+    left.style.height = right.style.height = (T * ROW) + "px";
+    box.appendChild(left); box.appendChild(canvas); box.appendChild(right);
+    var info = state.section.querySelector(".hv-info");
+    var hv = { box: box, canvas: canvas, ql: ql, kl: kl, info: info, focus: null, pinned: false, marked: [] };
+
+    function focusFrom(ev) {
+      var t = ev.target;
+      if (!t.classList || !t.classList.contains("hv-tok")) return null;
+      return { side: t.parentNode === left ? "q" : "k", pos: +t.getAttribute("data-pos") };
+    }
+    box.addEventListener("mouseover", function (ev) {
+      if (hv.pinned) return;
+      var f = focusFrom(ev);
+      if (f) setFocus(state, f);
+    });
+    box.addEventListener("mouseleave", function () { if (!hv.pinned) setFocus(state, null); });
+    box.addEventListener("click", function (ev) {
+      var f = focusFrom(ev);
+      if (!f) return;
+      if (hv.pinned && hv.focus && hv.focus.side === f.side && hv.focus.pos === f.pos) { hv.pinned = false; setFocus(state, null); return; }
+      hv.pinned = true;
+      setFocus(state, f);
+    });
+    state.hv = hv;
+  }
+
+  function drawLines(state) {
+    var hv = state.hv, att = state.att[state.head], ctx = hv.canvas.getContext("2d"), W = hv.canvas.width;
+    var colour = HEAD_COLOURS[state.head % HEAD_COLOURS.length];
+    ctx.clearRect(0, 0, W, hv.canvas.height);
+    ctx.strokeStyle = colour;
+    ctx.lineWidth = 1.5;
+    var f = hv.focus, buckets = {}, i, n, j, hmax = maxOf(att.w);
+    function add(i, j, w) {
+      var b = Math.round(clamp(w, 0, 1) * 20);
+      if (b === 0) return;
+      (buckets[b] = buckets[b] || []).push(i, j);
+    }
+    for (i = 0; i < T; i++) {
+      if (f && f.side === "q" && f.pos !== i) continue;
+      for (n = att.start[i]; n < att.start[i + 1]; n++) {
+        j = att.keys[n];
+        if (f && f.side === "k" && f.pos !== j) continue;
+        var t = tone(att.w[n], hmax);
+        add(i, j, f ? Math.max(t, 0.06) : t);
+      }
+    }
+    Object.keys(buckets).forEach(function (b) {
+      var pairs = buckets[b];
+      ctx.globalAlpha = f ? Math.min(1, 0.25 + b / 20) : b / 20;
+      ctx.beginPath();
+      for (var p = 0; p < pairs.length; p += 2) {
+        ctx.moveTo(0, (pairs[p] + 0.5) * ROW);
+        ctx.lineTo(W, (pairs[p + 1] + 0.5) * ROW);
+      }
+      ctx.stroke();
+    });
+    ctx.globalAlpha = 1;
+    hv.canvas.setAttribute("data-drawn", "1");
+  }
+
+  function setFocus(state, f) {
+    var hv = state.hv, att = state.att[state.head];
+    hv.focus = f;
+    hv.marked.forEach(function (e) { e.style.background = ""; e.style.color = ""; e.classList.remove("hv-focus"); });
+    hv.marked = [];
+    var hmax = maxOf(att.w);
+    function mark(e, w) {
+      var t = tone(w, hmax);
+      e.style.background = rgb(seq(t));
+      e.style.color = inkFor(t);
+      hv.marked.push(e);
+    }
+    var msg;
+    if (f && f.side === "q") {
+      hv.ql[f.pos].classList.add("hv-focus"); hv.marked.push(hv.ql[f.pos]);
+      var top = [];
+      for (var n = att.start[f.pos]; n < att.start[f.pos + 1]; n++) {
+        mark(hv.kl[att.keys[n]], att.w[n]);
+        top.push([att.w[n], att.keys[n]]);
+      }
+      top.sort(function (a, b) { return b[0] - a[0] || a[1] - b[1]; });
+      msg = "Query " + f.pos + " " + tokenLabel(f.pos) + " attends to: " + top.slice(0, 5).map(function (t) {
+        return tokenLabel(t[1]) + " (pos " + t[1] + ") ≈" + fmt(t[0], 3);
+      }).join(", ") + (att.rest ? "; rest ≈" + fmt(att.rest[f.pos], 3) : "") + " (8-bit data: ±0.002)";
+    } else if (f && f.side === "k") {
+      hv.kl[f.pos].classList.add("hv-focus"); hv.marked.push(hv.kl[f.pos]);
+      var count = 0;
+      for (var i = 0; i < T; i++) {
+        var w = weightAt(att, i, f.pos);
+        if (w > 0) { mark(hv.ql[i], w); count++; }
+      }
+      msg = "Key " + f.pos + " " + tokenLabel(f.pos) + " is read by " + count + " position(s) with weight above 0 (shaded on the left).";
+    } else {
+      msg = "Hover or click a token: left column = the query (what it attends to), right column = the key (what attends to it).";
+    }
+    hv.info.textContent = msg + (hv.pinned ? "  (pinned: click it again to release)" : "");
+    hv.box.setAttribute("data-focus", f ? f.side + ":" + f.pos : "");
+    drawLines(state);
+  }
+
+  /* ---------- one layer ---------- */
+
+  var layers = {}, pendingHeads = {};
+
+  function timed(name, f) {
+    var t0 = performance.now();
+    f();
+    timing[name] = Math.round(performance.now() - t0);
+  }
+
+  function initLayer(section, l) {
+    var data = window.__vizLayers[l], enc = data.attention, H = enc.heads.length;
+    var t0 = performance.now();
+    var state = { layer: l, head: 0, att: [], section: section, minis: [] };
+    for (var h = 0; h < H; h++) state.att.push(decodeHead(enc, h));
+    layers[l] = state;
+    timing["layer" + l + ".decode"] = Math.round(performance.now() - t0);
+
+    /* head selector: one button per head with a small picture of its pattern */
+    var heads = section.querySelector(".heads");
+    heads.textContent = "";
+    state.buttons = [];
+    for (h = 0; h < H; h++) {
+      var btn = el("button", "head-btn");
+      btn.type = "button";
+      btn.setAttribute("data-head", h);
+      var c = document.createElement("canvas");
+      btn.appendChild(c);
+      btn.appendChild(el("span", null, "H" + h));
+      state.minis.push(c);
+      btn.onclick = (function (hh) { return function () { selectHead(state, hh); }; })(h);
+      heads.appendChild(btn);
+      state.buttons.push(btn);
+    }
+    timing["layer" + l + ".heads"] = Math.round(performance.now() - t0);
+    timed("layer" + l + ".minis", function () { paintMinis(state); });
+    timed("layer" + l + ".headview", function () { buildHeadView(section.querySelector(".hv"), state); });
+    timed("layer" + l + ".select", function () { selectHead(state, pendingHeads[l] !== undefined ? pendingHeads[l] : 0); });
+    redraws.push(function () { paintMinis(state); selectHead(state, state.head); });
+    delete pendingHeads[l];
+    timed("layer" + l + ".lensmap", function () { drawLensMap(section.querySelector(".lens-map"), l); });
+    lazy(section, "lens", function () { drawLens(section.querySelector(".lens-view"), l); });
+    lazy(section, "neurons", function () { drawNeurons(section.querySelector(".neurons-view"), data.neurons); });
+    timed("layer" + l + ".norms", function () { drawNorms(section.querySelector(".norms-view"), data.norms); });
+    section.setAttribute("data-ready", "1");
+  }
+
+  /* per-position tables of a layer: drawn when their own <details> first opens (long inputs) */
+  function lazy(section, name, draw) {
+    var box = section.querySelector("details.lazy[data-draw='" + name + "']");
+    if (!box) return;
+    function once() {
+      if (!box.open || box.getAttribute("data-state")) return;
+      timed(section.id + "." + name, draw);
+      box.setAttribute("data-state", "ready");
+    }
+    box.addEventListener("toggle", once);
+    once();
+  }
+
+  function paintMinis(state) {
+    var S = Math.min(T, 32);
+    state.minis.forEach(function (c, h) { paintCells(c, S, pooled(state.att[h], S)); });
+  }
+
+  function selectHead(state, h) {
+    state.head = h;
+    state.buttons.forEach(function (b, i) { b.setAttribute("aria-pressed", i === h ? "true" : "false"); });
+    var name = "blocks." + state.layer + ".attn.hook_pattern";
+    var title = name + " [head " + h + "]";
+    var canvas = state.section.querySelector(".heatmap");
+    drawHeatmap(canvas, state.att[h], title);
+    state.section.querySelector(".heatmap-title").textContent = "Pattern of head " + h + ": " + name + "[" + h + "], shape [" + T + ", " + T + "] (query × key)";
+    var save = state.section.querySelector(".save-png");
+    save.setAttribute("download", name + ".head" + h + ".png");
+    save.onclick = function () { save.href = canvas.toDataURL("image/png"); };
+    setFocus(state, state.hv.pinned ? state.hv.focus : null);
+  }
+
+  /* ---------- logit lens after one layer: table + word map ---------- */
+
+  function lensRow(entry, vocab, pos) {
+    var k = entry.k, out = [];
+    for (var r = 0; r < k; r++) out.push({ id: entry.ids[pos * k + r], tok: vocab[entry.ids[pos * k + r]], p: entry.probs[pos * k + r] });
+    return out;
+  }
+
+  function chip(text, p, title) {
+    var c = el("span", "chip", text);
+    c.style.background = rgb(seq(p));
+    c.style.color = inkFor(p);
+    if (title) c.title = title;
+    return c;
+  }
+
+  function scrollTable(container, head, rows, build) {
+    var wrap = el("div", "scroll-box"), table = el("table", "data"), thead = el("thead"), tr = el("tr"), tbody = el("tbody");
+    head.forEach(function (h) { tr.appendChild(el("th", null, h)); });
+    thead.appendChild(tr);
+    table.appendChild(thead);
+    for (var i = 0; i < rows; i++) tbody.appendChild(build(i));
+    table.appendChild(tbody);
+    wrap.appendChild(table);
+    container.appendChild(wrap);
+    return wrap;
+  }
+
+  function wordMap(container, weights, vocab, label) {
+    var ids = Object.keys(weights).sort(function (a, b) { return weights[b] - weights[a] || (+a) - (+b); }).slice(0, 40);
+    var box = el("div", "wordmap");
+    box.setAttribute("aria-label", label);
+    var max = ids.length ? weights[ids[0]] : 1;
+    ids.forEach(function (id) {
+      var w = weights[id] / max, word = el("span", "word", vocab[id]);
+      word.style.fontSize = (12 + 22 * Math.sqrt(w)).toFixed(1) + "px";
+      word.style.opacity = (0.45 + 0.55 * w).toFixed(2);
+      word.title = vocab[id] + " (id " + id + "): " + fmt(weights[id], 4);
+      box.appendChild(word);
+    });
+    container.appendChild(box);
+  }
+
+  function drawLensMap(container, l) {
+    var lens = window.__vizData.lens, entry = lens.layers[l], mass = {};
+    container.textContent = "";
+    for (var i = 0; i < entry.ids.length; i++) mass[entry.ids[i]] = (mass[entry.ids[i]] || 0) + entry.probs[i];
+    container.appendChild(el("p", "note", "Word map: each token sized by its probability summed over all positions (top-5 at each position, " + entry.hook + ")."));
+    wordMap(container, mass, lens.vocab, "logit lens word map, layer " + l);
+    container.setAttribute("data-drawn", "1");
+  }
+
+  function drawLens(container, l) {
+    var lens = window.__vizData.lens, entry = lens.layers[l], vocab = lens.vocab;
+    container.textContent = "";
+    var head = ["pos", "token"];
+    for (var r = 1; r <= entry.k; r++) head.push("#" + r);
+    head.push("entropy (bits)", "KL to final (bits)");
+    scrollTable(container, head, T, function (pos) {
+      var tr = el("tr");
+      tr.appendChild(el("td", "num", pos));
+      tr.appendChild(el("td", "tok", tokenLabel(pos)));
+      lensRow(entry, vocab, pos).forEach(function (c) {
+        var td = el("td");
+        td.appendChild(chip(c.tok, c.p, "id " + c.id + ", probability " + fmt(c.p, 6)));
+        td.appendChild(el("span", "p", fmt(c.p, 3)));
+        tr.appendChild(td);
+      });
+      tr.appendChild(el("td", "num", fmt(entry.entropy[pos], 3)));
+      tr.appendChild(el("td", "num", fmt(entry.kl[pos], 3)));
+      return tr;
+    });
+    container.setAttribute("data-drawn", "1");
+  }
+
+  function drawNeurons(container, neurons) {
+    container.textContent = "";
+    var head = ["pos", "token"], k = neurons.k;
+    for (var r = 1; r <= k; r++) head.push("#" + r);
+    var max = 1e-12;
+    neurons.values.forEach(function (v) { max = Math.max(max, Math.abs(v)); });
+    scrollTable(container, head, T, function (pos) {
+      var tr = el("tr");
+      tr.appendChild(el("td", "num", pos));
+      tr.appendChild(el("td", "tok", tokenLabel(pos)));
+      for (var r = 0; r < k; r++) {
+        var v = neurons.values[pos * k + r], td = el("td");
+        td.appendChild(chip("n" + neurons.ids[pos * k + r], Math.max(0, v) / max, "neuron " + neurons.ids[pos * k + r] + ": " + fmt(v, 4)));
+        td.appendChild(el("span", "p", fmt(v, 2)));
+        tr.appendChild(td);
+      }
+      return tr;
+    });
+    container.appendChild(el("p", "note", "Chip shade: activation relative to this layer's largest shown (" + fmt(max, 3) + ")."));
+    container.setAttribute("data-drawn", "1");
+  }
+
+  var SVGNS = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs, text) {
+    var e = document.createElementNS(SVGNS, tag);
+    for (var a in attrs) if (Object.prototype.hasOwnProperty.call(attrs, a)) e.setAttribute(a, attrs[a]);
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  function drawNorms(container, norms) {
+    if (!container) return;
+    container.textContent = "";
+    var series = [["hook_resid_pre", "#98a", "resid_pre"], ["hook_resid_mid", "#d35400", "resid_mid"], ["hook_resid_post", "#2456c7", "resid_post"]]
+      .filter(function (s) { return norms[s[0]]; });
+    var W = 760, Hh = 220, L = 52, R = 12, Tp = 14, B = 34, max = 0;
+    series.forEach(function (s) { norms[s[0]].forEach(function (v) { max = Math.max(max, v); }); });
+    max = max || 1;
+    var root = svg("svg", { viewBox: "0 0 " + W + " " + Hh, "class": "norms", role: "img", "aria-label": "L2 norm of the residual stream per position" });
+    function X(i) { return L + (T === 1 ? (W - L - R) / 2 : i * (W - L - R) / (T - 1)); }
+    function Y(v) { return Tp + (Hh - Tp - B) * (1 - v / max); }
+    root.appendChild(svg("line", { x1: L, y1: Y(0), x2: W - R, y2: Y(0), stroke: "#99a" }));
+    root.appendChild(svg("line", { x1: L, y1: Tp, x2: L, y2: Y(0), stroke: "#99a" }));
+    [0, 0.5, 1].forEach(function (f) {
+      root.appendChild(svg("text", { x: L - 4, y: Y(max * f) + 4, "text-anchor": "end", "class": "axis" }, fmt(max * f, 1)));
+    });
+    root.appendChild(svg("text", { x: (W + L) / 2, y: Hh - 4, "text-anchor": "middle", "class": "axis" }, "position (0 … " + (T - 1) + ")"));
+    series.forEach(function (s, k) {
+      var pts = norms[s[0]].map(function (v, i) { return X(i).toFixed(1) + "," + Y(v).toFixed(1); }).join(" ");
+      root.appendChild(svg("polyline", { points: pts, fill: "none", stroke: s[1], "stroke-width": 1.6 }));
+      root.appendChild(svg("text", { x: L + 10 + k * 110, y: Tp + 2, style: "fill:" + s[1], "class": "axis" }, "— " + s[2]));
+    });
+    container.appendChild(root);
+    container.setAttribute("data-drawn", "1");
+  }
+
+  /* ---------- layer x head thumbnail grid ---------- */
+
+  function initThumbs(section) {
+    var th = window.__vizData.thumbs, S = th.size, box = section.querySelector(".thumb-grid");
+    box.textContent = "";
+    var table = el("table", "thumbs"), tr = el("tr");
+    tr.appendChild(el("th", null, ""));
+    for (var h = 0; h < page.n_head; h++) tr.appendChild(el("th", null, "H" + h));
+    table.appendChild(tr);
+    th.layers.forEach(function (heads, l) {
+      var row = el("tr");
+      row.appendChild(el("th", null, "L" + l));
+      heads.forEach(function (b64, h) {
+        var td = el("td"), btn = el("button", "thumb"), c = document.createElement("canvas"), raw = bytes(b64);
+        var cells = new Float32Array(raw.length);
+        for (var k = 0; k < raw.length; k++) cells[k] = raw[k] / 255;
+        paintCells(c, S, cells);
+        redraws.push(function () { paintCells(c, S, cells); });
+        btn.type = "button";
+        btn.title = "layer " + l + ", head " + h + ": open it";
+        btn.setAttribute("aria-label", btn.title);
+        btn.appendChild(c);
+        btn.onclick = function () { openLayerHead(l, h); };
+        td.appendChild(btn);
+        row.appendChild(td);
+      });
+      table.appendChild(row);
+    });
+    box.appendChild(table);
+    section.setAttribute("data-ready", "1");
+  }
+
+  function openLayerHead(l, h) {
+    var section = document.getElementById("layer-" + l);
+    if (layers[l]) selectHead(layers[l], h);
+    else pendingHeads[l] = h;
+    section.open = true;
+    var target = section.querySelector(".attention-view") || section;
+    target.scrollIntoView({ block: "start" });
+  }
+
+  /* ---------- logit lens table: layer x position ---------- */
+
+  function initLensGrid(section) {
+    var lens = window.__vizData.lens, vocab = lens.vocab, box = section.querySelector(".lens-grid");
+    var panel = section.querySelector(".lens-panel");
+    box.textContent = "";
+    var wrap = el("div", "scroll-box wide"), table = el("table", "lens"), head = el("tr");
+    head.appendChild(el("th", "corner", "layer \\ position"));
+    for (var i = 0; i < T; i++) {
+      var th = el("th", "tok", tokenLabel(i));
+      th.title = "position " + i;
+      head.appendChild(th);
+    }
+    table.appendChild(head);
+    lens.layers.forEach(function (entry) {
+      var tr = el("tr");
+      tr.appendChild(el("th", null, "after L" + entry.layer));
+      for (var pos = 0; pos < T; pos++) {
+        var top = entry.ids[pos * entry.k], p = entry.probs[pos * entry.k], td = el("td", "cell", vocab[top]);
+        td.style.background = rgb(seq(p));
+        td.style.color = inkFor(p);
+        td.setAttribute("data-layer", entry.layer);
+        td.setAttribute("data-pos", pos);
+        tr.appendChild(td);
+      }
+      table.appendChild(tr);
+    });
+    function show(ev) {
+      var td = ev.target;
+      if (!td.classList || !td.classList.contains("cell")) return;
+      var l = +td.getAttribute("data-layer"), pos = +td.getAttribute("data-pos"), entry = lens.layers[l];
+      panel.textContent = "";
+      panel.appendChild(el("strong", null, "After layer " + l + " at position " + pos + " (" + tokenLabel(pos) + "), " + entry.hook + ":"));
+      var ol = el("ol");
+      lensRow(entry, vocab, pos).forEach(function (c) {
+        var li = el("li");
+        li.appendChild(chip(c.tok, c.p, "id " + c.id));
+        li.appendChild(el("span", "p", " " + fmt(c.p, 6)));
+        ol.appendChild(li);
+      });
+      panel.appendChild(ol);
+      panel.appendChild(el("div", "note", "entropy " + fmt(entry.entropy[pos], 3) + " bits; KL(final ‖ lens) " + fmt(entry.kl[pos], 3) + " bits"));
+    }
+    table.addEventListener("mouseover", show);
+    table.addEventListener("click", show);
+    wrap.appendChild(table);
+    box.appendChild(wrap);
+    section.setAttribute("data-ready", "1");
+  }
+
+  /* ---------- nearest neighbours, next tokens at every position ---------- */
+
+  function initNeighbours(section) {
+    var d = window.__vizData.embeddings, box = section.querySelector(".neighbours-view");
+    box.textContent = "";
+    var head = ["pos", "token", "nearest tokens by cosine of their W_E rows (size ∝ cosine)"];
+    scrollTable(box, head, T, function (pos) {
+      var tr = el("tr"), td = el("td", "wordrow");
+      tr.appendChild(el("td", "num", pos));
+      tr.appendChild(el("td", "tok", tokenLabel(pos)));
+      for (var r = 0; r < d.k; r++) {
+        var id = d.ids[pos * d.k + r], c = d.cosine[pos * d.k + r], w = el("span", "word", d.vocab[id]);
+        var s = clamp((c + 1) / 2, 0, 1);
+        w.style.fontSize = (11 + 14 * s * s).toFixed(1) + "px";
+        w.title = "id " + id + ", cosine " + fmt(c, 4);
+        td.appendChild(w);
+      }
+      tr.appendChild(td);
+      return tr;
+    });
+    section.setAttribute("data-ready", "1");
+  }
+
+  function initFinal(section) {
+    var d = window.__vizData.final, box = section.querySelector(".final-view");
+    box.textContent = "";
+    var head = ["pos", "token"];
+    for (var r = 1; r <= d.k; r++) head.push("#" + r);
+    head.push("entropy (bits)");
+    var wrap = scrollTable(box, head, T, function (pos) {
+      var tr = el("tr", pos === T - 1 ? "last" : null);
+      tr.appendChild(el("td", "num", pos));
+      tr.appendChild(el("td", "tok", tokenLabel(pos)));
+      for (var r = 0; r < d.k; r++) {
+        var n = pos * d.k + r, td = el("td");
+        td.appendChild(chip(d.vocab[d.ids[n]], d.probs[n], "id " + d.ids[n] + ", logit " + fmt(d.logits[n], 4)));
+        td.appendChild(el("span", "p", fmt(d.probs[n], 3)));
+        tr.appendChild(td);
+      }
+      tr.appendChild(el("td", "num", fmt(d.entropy[pos], 3)));
+      return tr;
+    });
+    wrap.scrollTop = wrap.scrollHeight;
+    section.setAttribute("data-ready", "1");
+  }
+
+  /* ---------- wiring: load a section's data when it opens ---------- */
+
+  function initSection(section) {
+    var view = section.getAttribute("data-view");
+    if (view === "layer") {
+      initLayer(section, +section.getAttribute("data-layer"));
+    } else if (view === "thumbs") initThumbs(section);
+    else if (view === "lens") initLensGrid(section);
+    else if (view === "neighbours") initNeighbours(section);
+    else if (view === "final") initFinal(section);
+  }
+
+  function onToggle(section) {
+    if (!section.open || section.getAttribute("data-state")) return;
+    section.setAttribute("data-state", "loading");
+    var t0 = performance.now();
+    need(section.getAttribute("data-needs").split(" ").filter(Boolean), function () {
+      var t1 = performance.now();
+      initSection(section);
+      section.setAttribute("data-state", "ready");
+      timing[section.id + ".load"] = Math.round(t1 - t0);
+      timing[section.id + ".draw"] = Math.round(performance.now() - t1);
+    });
+  }
+
+  Array.prototype.forEach.call(document.querySelectorAll("details[data-needs]"), function (section) {
+    section.addEventListener("toggle", function () { onToggle(section); });
+    if (section.open) onToggle(section);
+  });
+
+  /* a link to a closed section (table of contents, figure anchors) opens it and its parents */
+  function openTarget(id) {
+    var target = id && document.getElementById(id);
+    for (var e = target; e; e = e.parentElement) if (e.tagName === "DETAILS") e.open = true;
+  }
+  document.addEventListener("click", function (ev) {
+    var a = ev.target.closest ? ev.target.closest("a[href^='#']") : null;
+    if (a) openTarget(decodeURIComponent(a.getAttribute("href").slice(1)));
+  });
+  if (location.hash) openTarget(decodeURIComponent(location.hash.slice(1)));
+})();
