@@ -65,7 +65,7 @@ def make_report(folder: Path, probe_text: str, vocab: list[str], figure_specs=()
     report_data = build_report_data(loaded, cache, probe.ids, 10)
     folder.mkdir(parents=True, exist_ok=True)
     write_trace(folder, trace, cache)
-    (folder / "report_data.json").write_text(dumps(report_data), encoding="utf-8")
+    (folder / "report_data.json").write_text(dumps(report_data, compact=True), encoding="utf-8")
     figures = draw_figures(folder, cache.tensors, list(figure_specs))
     render_folder(folder, figures)
     return figures

@@ -182,7 +182,7 @@ def write_site(out: Path, a: Side, b: Side, result: dict) -> None:
     m = min(result["positions"], HEAD_VIEW_POSITIONS)
     have_patterns = result["attention_jsd"] is not None
     with site.atomic_folder(out, marker="compare.json") as tmp:
-        (tmp / "compare.json").write_text(dumps(result), encoding="utf-8")
+        (tmp / "compare.json").write_text(dumps(result, compact=True), encoding="utf-8")
         if have_patterns:
             (tmp / "data").mkdir()
             for layer in range(n_layer):

@@ -72,9 +72,9 @@ def write_report(loaded: LoadedModel, probe: Probe, folder: Path, top_k: int,
     attributed = attribution.attribute(loaded, cache, probe.ids, attribution_options)
     with site.atomic_folder(folder) as tmp:
         write_trace(tmp, trace, cache)
-        (tmp / "report_data.json").write_text(dumps(report_data), encoding="utf-8")
-        (tmp / "analysis.json").write_text(dumps(analysed), encoding="utf-8")
-        (tmp / "attribution.json").write_text(dumps(attributed), encoding="utf-8")
+        (tmp / "report_data.json").write_text(dumps(report_data, compact=True), encoding="utf-8")
+        (tmp / "analysis.json").write_text(dumps(analysed, compact=True), encoding="utf-8")
+        (tmp / "attribution.json").write_text(dumps(attributed, compact=True), encoding="utf-8")
         render_from_files(tmp)
     return trace
 

@@ -254,7 +254,7 @@ def write_analysis(folder: Path, owner: str) -> None:
     trace = read_json(folder / "trace.json", f"trace {owner}")
     data = read_json(folder / "report_data.json", f"trace {owner}") if (folder / "report_data.json").is_file() else None
     tensors = read_activations(folder / store.ACTIVATIONS, f"trace {owner}")
-    (folder / "analysis.json").write_text(dumps(analyze(tensors, trace, data)), encoding="utf-8")
+    (folder / "analysis.json").write_text(dumps(analyze(tensors, trace, data), compact=True), encoding="utf-8")
 
 
 def compare_main(argv: list[str]) -> int:

@@ -47,8 +47,10 @@ def _finite(obj):
     return obj
 
 
-def dumps(obj) -> str:
-    return json.dumps(_finite(obj), sort_keys=True, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+def dumps(obj, compact: bool = False) -> str:
+    """Deterministic JSON; `compact` drops the indentation for large machine-read files."""
+    layout = {"separators": (",", ":")} if compact else {"indent": 1}
+    return json.dumps(_finite(obj), sort_keys=True, ensure_ascii=False, allow_nan=False, **layout) + "\n"
 
 
 def build_trace(loaded: LoadedModel, probe: Probe, cache: Cache, top_k: int = 10) -> dict:
