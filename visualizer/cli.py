@@ -86,6 +86,7 @@ def report_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--top-k", type=int, default=10, metavar="K", help="next-token candidates listed (default 10)")
     add_family_options(parser)
+    store_cli.add_report_options(parser)
     add_common_options(parser)
     parser.add_argument("--version", action="version", version=f"visualizer {__version__}")
     return parser
@@ -123,3 +124,4 @@ def main(argv: list[str] | None = None) -> int:
 
     return run_guarded(go, args.debug)
 from . import generate_cli  # noqa: E402,F401  (registers the `generate` subcommand)
+from . import store_cli  # noqa: E402,F401  (registers traces, render, compare)

@@ -9,10 +9,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dotenv import dotenv_values
 
 from .errors import VisualizerError
+from .readfile import read_text
+from .store import options_from_args as store_options
+
+if TYPE_CHECKING:
+    from .attribution import AttributionOptions
+    from .store import StoreOptions
 
 DEFAULT_PROBE = "ROMEO:\nBut soft, what light through yonder window breaks?"
 
@@ -22,6 +29,7 @@ ENV_KEYS = {
     "PROBE_SENTENCE": "probe",
     "OUT": "out",
     "DEVICE": "device",
+    "TRACE_STORE": "store",
 }
 
 
@@ -40,6 +48,9 @@ class Config:
     step: int | None = None
     tokenizer: Path | None = None
     chats: list[str] = field(default_factory=list)  # user messages rendered as chat turns
+    # trace store and attribution (issue 6); the CLI stores every run, a Config built in code does not
+    store: StoreOptions | None = None
+    attribution: AttributionOptions | None = None  # None: the top next token at the last position
 
 
 def read_env(env_file: Path | None) -> dict[str, str]:
@@ -57,18 +68,13 @@ def read_env(env_file: Path | None) -> dict[str, str]:
 
 
 def read_probe_file(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise VisualizerError(f"--probe-file {path}: not found") from None
-    except UnicodeDecodeError as e:
-        raise VisualizerError(f"--probe-file {path}: not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise VisualizerError(f"--probe-file {path}: cannot read: {e.strerror}") from None
+    return read_text(path, f"--probe-file {path}")
 
 
 def build_config(args) -> Config:
     """Merge parsed flags (argparse Namespace; None = not given) over env/.env over defaults."""
+    from .attribution import options_from_args as attribution_options  # imports torch: only for a run
+
     env = read_env(Path(args.env_file) if getattr(args, "env_file", None) else None)
     probes = list(args.probe or [])
     for probe_file in getattr(args, "probe_file", None) or []:
@@ -102,4 +108,6 @@ def build_config(args) -> Config:
         step=step,
         tokenizer=Path(args.tokenizer) if getattr(args, "tokenizer", None) else None,
         chats=chats,
+        store=store_options(args, env),
+        attribution=attribution_options(args),
     )

@@ -393,6 +393,15 @@ def page_model(folder: Path, trace: dict, report_data: dict, figures: list[dict]
     }
 
 
+OPTIONAL_FILES = ("analysis", "attribution")  # analysis.json, attribution.json: written by runs since issue 6
+
+
+def optional_files(folder: Path) -> dict:
+    """name -> the folder's <name>.json, or None when the run did not write it (the page omits it)."""
+    return {name: read_json(folder / f"{name}.json") if (folder / f"{name}.json").is_file() else None
+            for name in OPTIONAL_FILES}
+
+
 def render_folder(folder: Path, figures: list) -> None:
     """Write index.html, assets/ and data/*.js into `folder` from its trace.json,
     report_data.json and activations.safetensors; `figures` (already drawn into folder) are
@@ -402,6 +411,7 @@ def render_folder(folder: Path, figures: list) -> None:
     report_data = read_json(folder / "report_data.json")
     files = write_data_files(folder, trace, report_data)
     model = page_model(folder, trace, report_data, list(figures), files)
+    model.update(optional_files(folder))
     html = site.environment().get_template("report.html").render(**model, version=__version__)
     (folder / "index.html").write_text(html, encoding="utf-8")
     site.copy_assets(folder)

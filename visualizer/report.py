@@ -13,7 +13,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-from . import plots, render, site
+from . import analysis, attribution, plots, render, site, store
 from .capture import capture
 from .config import Config
 from .errors import VisualizerError
@@ -59,13 +59,18 @@ def prepare_probe(loaded: LoadedModel, text: str, chat: bool = False) -> Probe:
     return Probe(text=text, ids=ids[-n_ctx:], dropped_ids=dropped, warnings=warnings, chat=chat)
 
 
-def write_report(loaded: LoadedModel, probe: Probe, folder: Path, top_k: int) -> dict:
+def write_report(loaded: LoadedModel, probe: Probe, folder: Path, top_k: int,
+                 attribution_options: attribution.AttributionOptions | None = None) -> dict:
     cache = capture(loaded, probe.ids)
     trace = build_trace(loaded, probe, cache, top_k)
     report_data = build_report_data(loaded, cache, probe.ids, top_k)
+    analysed = analysis.analyze(cache.tensors, trace, report_data, loaded.tokenizer.token_str)
+    attributed = attribution.attribute(loaded, cache, probe.ids, attribution_options)
     with site.atomic_folder(folder) as tmp:
         write_trace(tmp, trace, cache)
         (tmp / "report_data.json").write_text(dumps(report_data, compact=True), encoding="utf-8")
+        (tmp / "analysis.json").write_text(dumps(analysed, compact=True), encoding="utf-8")
+        (tmp / "attribution.json").write_text(dumps(attributed, compact=True), encoding="utf-8")
         render_pages(tmp, trace, cache.tensors, report_data)
     return trace
 
@@ -77,11 +82,13 @@ def render_pages(folder: Path, trace: dict, tensors: dict, report_data: dict) ->
 
 
 def render_from_files(folder: Path) -> None:
-    """Rebuild a report's figures and pages from its trace.json, report_data.json and activations;
-    no model and no forward pass."""
+    """Rebuild a report's figures and page from its files alone (trace.json, report_data.json,
+    activations.safetensors, and analysis.json / attribution.json when present): no model and no
+    forward pass. `render ID` ends here; the plain run draws the same from the tensors in memory."""
     trace = json.loads((folder / "trace.json").read_text(encoding="utf-8"))
     report_data = json.loads((folder / "report_data.json").read_text(encoding="utf-8"))
-    render_pages(folder, trace, load_file(str(folder / "activations.safetensors")), report_data)
+    tensors = {name: t.float() for name, t in load_file(str(folder / "activations.safetensors")).items()}
+    render_pages(folder, trace, tensors, report_data)
 
 
 def resolve_paths(config: Config) -> tuple[Path, Path | None]:
@@ -100,6 +107,9 @@ def run(config: Config) -> int:
         f"tokenizer {loaded.tokenizer.describe()})")
     probes = [prepare_probe(loaded, text) for text in config.probes]  # every probe checked before writing
     probes += [prepare_probe(loaded, text, chat=True) for text in config.chats]
+    attribution.check_options(loaded, [len(p.ids) for p in probes], config.attribution)
+    if config.store is not None:
+        store.check_root(config.store.root)
     single = len(probes) == 1
     if config.out is not None:
         site_root = None if single else config.out
@@ -111,7 +121,10 @@ def run(config: Config) -> int:
     for probe, folder in zip(probes, folders):
         for message in probe.warnings:
             warn(message)
-        trace = write_report(loaded, probe, folder, config.top_k)
+        trace = write_report(loaded, probe, folder, config.top_k, config.attribution)
+        if config.store is not None:  # every run is kept in the trace store unless --no-store
+            manifest = store.save(folder, checkpoint, config.store)
+            say(config, f"trace: {manifest['id']} in {config.store.root}")
         if not trace["verification_passed"]:
             failed = True
             for name, check in trace["verification"].items():

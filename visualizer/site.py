@@ -118,6 +118,14 @@ def write_text_atomically(path: Path, text: str) -> None:
         raise
 
 
+def render_page(folder: Path, template: str, page: dict) -> None:
+    """Write folder/index.html from `template` and the page model, with the assets beside it."""
+    html = environment().get_template(template).render(**page, version=__version__)
+    (folder / "index.html").write_text(html, encoding="utf-8")
+    copy_assets(folder)
+    (folder / ".nojekyll").write_text("", encoding="utf-8")
+
+
 def list_reports(root: Path) -> list[dict]:
     """Every report folder below `root` (found by its trace.json), sorted by path."""
     reports = []

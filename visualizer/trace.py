@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 from . import __version__
 from .analyze import summarize, top_tokens
 from .capture import Cache
+from .errors import VisualizerError
 from .families.base import LoadedModel
 from .tokenizer import readable
 
@@ -80,18 +81,40 @@ def build_trace(loaded: LoadedModel, probe: Probe, cache: Cache, top_k: int = 10
     }
 
 
-def write_activations(path: Path, cache: Cache) -> None:
-    tensors, seen = {}, set()
-    for name, t in sorted(cache.tensors.items()):
-        t = t.to(torch.float32).contiguous()
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], dtype: torch.dtype = torch.float32) -> None:
+    """name -> tensor as safetensors, byte-deterministic: sorted names, every tensor cast to `dtype`
+    in its own contiguous storage (the store keeps float16 copies with it)."""
+    out, seen = {}, set()
+    for name, t in sorted(tensors.items()):
+        t = t.to(dtype).contiguous()
         if t.data_ptr() in seen:  # resid_pre[l+1] is resid_post[l]: safetensors wants its own copy
             t = t.clone()
         seen.add(t.data_ptr())
-        tensors[name] = t
+        out[name] = t
     # one metadata key only: safetensors writes a map's keys in no fixed order
-    save_file(tensors, str(path), metadata={"writer": f"visualizer {__version__}"})
+    save_file(out, str(path), metadata={"writer": f"visualizer {__version__}"})
+
+
+def write_activations(path: Path, cache: Cache) -> None:
+    save_tensors(path, cache.tensors, torch.float32)
 
 
 def write_trace(folder: Path, trace: dict, cache: Cache) -> None:
     (folder / "trace.json").write_text(dumps(trace), encoding="utf-8")
     write_activations(folder / "activations.safetensors", cache)
+
+
+def read_activations(path: Path, owner: str) -> dict[str, torch.Tensor]:
+    """name -> float32 tensor from an activations file (stored float16 is widened), or a
+    VisualizerError '<owner>: activations.safetensors: <problem>' for a missing or damaged file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise VisualizerError(f"{owner}: {path.name}: missing")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise VisualizerError(f"{owner}: {path.name}: not a readable safetensors file ({first[:160]})") from None
+    return {name: t.to(torch.float32) for name, t in tensors.items()}

@@ -121,6 +121,23 @@ class Adapter:
         final_norm(x) == linear(x) + constant, and linear applicable to any [..., d_model] piece."""
         raise NotImplementedError
 
+    # the capture name of the tensor `forward_from_embeddings` starts from (attribution scales it)
+    embedding_hook = "hook_embed"
+
+    def attribution_baseline(self, loaded: LoadedModel, ids: torch.Tensor) -> tuple[torch.Tensor, str]:
+        """The integrated-gradients baseline for `embedding_hook` [pos, d_model], and what it is in
+        words. Default: zeros (a model with position embeddings then sees positions only)."""
+        return torch.zeros(len(ids), loaded.dims.d_model), f"{self.embedding_hook} = 0 at every position"
+
+    def forward_from_embeddings(self, loaded: LoadedModel, ids: torch.Tensor, emb: torch.Tensor,
+                                positions: list[int] | None = None) -> torch.Tensor:
+        """Differentiable rest of the forward: emb [B, pos, d_model] (what `embedding_hook`
+        captures) -> logits [B, pos, vocab], or [B, len(positions), vocab]. ids [pos] are the
+        probe's tokens, for whatever else the model reads from them (nanochat's value embeddings),
+        held fixed; position information is added inside as the model does. Attribution runs
+        through it."""
+        raise NotImplementedError
+
     def logit_cap(self, loaded: LoadedModel) -> float | None:
         """The c in logits = c * tanh(raw / c) (nanochat's softcap); None when logits are not capped."""
         return None

@@ -264,6 +264,11 @@ class HFAdapter(Adapter):
     def plain_forward(self, loaded: LoadedModel, ids: torch.Tensor) -> torch.Tensor:
         return loaded.model(input_ids=ids[None], use_cache=False).logits[0]
 
+    def forward_from_embeddings(self, loaded: LoadedModel, ids: torch.Tensor, emb: torch.Tensor,
+                                positions: list[int] | None = None) -> torch.Tensor:
+        keep = 0 if positions is None else torch.tensor(positions, device=emb.device)  # 0: every position
+        return loaded.model(inputs_embeds=emb, use_cache=False, logits_to_keep=keep).logits
+
     def final_norm(self, model) -> torch.nn.Module:
         raise NotImplementedError
 
@@ -356,6 +361,16 @@ class LlamaAdapter(HFAdapter):
             HookSpec("lm_head", "output", ("logits",)),
         ]
         return specs
+
+    @torch.no_grad()
+    def attribution_baseline(self, loaded: LoadedModel, ids: torch.Tensor) -> tuple[torch.Tensor, str]:
+        """The BOS token's embedding at every position: with rotary positions and a scale-invariant
+        RMSNorm first, a zero stream would make the path's output jump right next to it."""
+        bos = loaded.tokenizer.bos_id
+        if bos is None:
+            return super().attribution_baseline(loaded, ids)
+        row = f32(loaded.model.get_input_embeddings().weight[bos])  # [d_model]
+        return row.expand(len(ids), -1).clone(), f"hook_embed of the BOS token (id {bos}) at every position"
 
     def capture_context(self, loaded: LoadedModel, store: dict[str, torch.Tensor]):
         attention = {id(layer.self_attn): i for i, layer in enumerate(loaded.model.model.layers)}

@@ -445,6 +445,23 @@ class NanochatAdapter(Adapter):
     def plain_forward(self, loaded: LoadedModel, ids: torch.Tensor) -> torch.Tensor:
         return loaded.model(ids[None])[0]
 
+    # ln_embed is a scale-invariant RMSNorm: on the path alpha * wte(x) the output would not change
+    # until a jump at alpha = 0, so attribution moves the normalised embedding instead
+    embedding_hook = "ln_embed.hook_normalized"
+
+    @torch.no_grad()
+    def attribution_baseline(self, loaded: LoadedModel, ids: torch.Tensor) -> tuple[torch.Tensor, str]:
+        """<|bos|>'s normalised embedding at every position. Not zeros: with no position embeddings
+        the first block's RMSNorm would see a zero stream, and the path's output jumps next to it."""
+        m, bos = loaded.model, loaded.tokenizer.bos_id
+        row = m.ln_embed(m.transformer.wte.weight[bos].to(torch.float32)).to("cpu")  # [d_model]
+        return row.expand(len(ids), -1).clone(), f"{self.embedding_hook} of {loaded.tokenizer.bos_token} at every position"
+
+    def forward_from_embeddings(self, loaded: LoadedModel, ids: torch.Tensor, emb: torch.Tensor,
+                                positions: list[int] | None = None) -> torch.Tensor:
+        idx = ids.to(emb.device)[None].expand(emb.shape[0], -1)  # [B, T]: value embeddings stay the tokens'
+        return loaded.model.forward_from_embeddings(idx, emb, positions)
+
     def attention_mask(self, layer: int, T: int, device: torch.device) -> torch.Tensor:
         return attention_allowed(T, self.windows[layer], device)
 

@@ -301,11 +301,18 @@ class GPT(nn.Module):
             self.smear_gate.weight.mul_(8.0)  # gates that vary across positions
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.forward_from_embeddings(idx, self.ln_embed(self.transformer.wte(idx)))
+
+    def forward_from_embeddings(self, idx: torch.Tensor, emb: torch.Tensor, positions: list[int] | None = None) -> torch.Tensor:
+        """The forward after the normalised token embedding: emb [B, T, C] (ln_embed's output; the
+        norm is scale-invariant, so attribution starts after it) -> logits [B, T, vocab], or
+        [B, len(positions), vocab]. idx [B, T] token ids still feed the value embeddings, which
+        stay those of the tokens. `forward` is this with emb = ln_embed(wte(idx))."""
         B, T = idx.shape  # token ids
         assert T <= self.cos.shape[0], f"sequence of {T} tokens is longer than the context {self.cos.shape[0]}"
         cfg = self.config
         cos, sin = self.cos[:T], self.sin[:T]
-        x = self.ln_embed(self.transformer.wte(idx))  # [B, T, C]
+        x = emb  # [B, T, C]
         if cfg.current:  # smear: add gate * previous position's normalised embedding
             gate = self.smear_lambda * self.smear_gate(x[:, 1:])  # [B, T-1, 1]
             self.hook_smear_gate(F.pad(gate[..., 0], (1, 0)))
@@ -321,4 +328,6 @@ class GPT(nn.Module):
                 x_backout = x
         if x_backout is not None:
             x = self.hook_resid_final(x - self.backout_lambda * x_backout)
-        return self.softcap(self.lm_head(self.ln_f(x)))  # [B, T, vocab]
+        if positions is not None:
+            x = x[:, positions]  # [B, P, C]: skip the unembedding elsewhere
+        return self.softcap(self.lm_head(self.ln_f(x)))  # [B, T or P, vocab]

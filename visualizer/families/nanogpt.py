@@ -273,6 +273,10 @@ class NanoGPTAdapter(Adapter):
         logits, _ = loaded.model(ids[None])
         return logits[0]
 
+    def forward_from_embeddings(self, loaded: LoadedModel, ids: torch.Tensor, tok_emb: torch.Tensor,
+                                positions: list[int] | None = None) -> torch.Tensor:
+        return loaded.model.forward_from_embeddings(tok_emb, positions)  # reads nothing else from the ids
+
     @torch.no_grad()
     def logits_from_residual(self, loaded: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
         m = loaded.model

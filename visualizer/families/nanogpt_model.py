@@ -125,19 +125,27 @@ class GPT(nn.Module):
         """Parameter count as nanoGPT reports it: tied weights once, position table excluded."""
         return sum(p.numel() for p in self.parameters()) - self.transformer.wpe.weight.numel()
 
+    def forward_from_embeddings(self, tok_emb: torch.Tensor, positions: list[int] | None = None) -> torch.Tensor:
+        """The rest of the forward after the token embedding: (B, T, C) wte output -> logits
+        (B, T, vocab), or (B, len(positions), vocab) for the chosen positions only. Attribution
+        differentiates through it; `forward` uses it, so both are one computation."""
+        t = tok_emb.size(1)
+        pos = torch.arange(0, t, dtype=torch.long, device=tok_emb.device)  # (T,)
+        pos_emb = self.transformer.wpe(pos)  # (T, C)
+        x = self.transformer.drop(tok_emb + pos_emb)  # (B, T, C)
+        for block in self.transformer.h:
+            x = block(x)
+        if positions is not None:
+            x = x[:, positions, :]  # (B, P, C): skip the unembedding elsewhere
+        x = self.transformer.ln_f(x)
+        return self.lm_head(x)  # (B, T or P, vocab)
+
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         b, t = idx.size()  # (B, T) token ids
         assert t <= self.config.block_size, (
             f"sequence of length {t} is longer than block_size {self.config.block_size}"
         )
-        pos = torch.arange(0, t, dtype=torch.long, device=idx.device)  # (T,)
-        tok_emb = self.transformer.wte(idx)  # (B, T, C)
-        pos_emb = self.transformer.wpe(pos)  # (T, C)
-        x = self.transformer.drop(tok_emb + pos_emb)  # (B, T, C)
-        for block in self.transformer.h:
-            x = block(x)
-        x = self.transformer.ln_f(x)
-        logits = self.lm_head(x)  # (B, T, vocab): every position
+        logits = self.forward_from_embeddings(self.transformer.wte(idx))  # (B, T, vocab): every position
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
