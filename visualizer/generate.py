@@ -157,7 +157,11 @@ def _decode(
             gen.stop_reason = "no_allowed_token"
             break
         lens = adapter.logits_from_residual(loaded, out.resid_post[:, -1])  # [n_layer, vocab]
-        _bound(gen.checks, "logit lens at the last layer == logits", (lens[-1] - logits).abs().max().item(), logits.abs().max().item())
+        if out.resid_final is None:
+            _bound(gen.checks, "logit lens at the last layer == logits", (lens[-1] - logits).abs().max().item(), logits.abs().max().item())
+        else:  # the final residual is not the last block's output (backout): check the head on it instead
+            head = adapter.logits_from_residual(loaded, out.resid_final[-1:])[0]  # [vocab]
+            _bound(gen.checks, "final norm and head on the final residual == logits", (head - logits).abs().max().item(), logits.abs().max().item())
         step = Step(
             index=index,
             token=choice.token,

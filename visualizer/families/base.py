@@ -213,3 +213,6 @@ class StepOutput:
     z: torch.Tensor  # [n_layer, new, n_head, d_head]: the attention kernel's output (what c_proj reads)
     values: list[torch.Tensor]  # per layer [T, n_kv_head, d_head]
     resid_post: torch.Tensor  # [n_layer, new, d_model]: each block's output (the logit lens reads it)
+    # [new, d_model]: the residual entering the final norm when it is not the last block's output
+    # (nanochat's backout subtracts a mid-layer residual); None: resid_post[-1]
+    resid_final: torch.Tensor | None = None

@@ -36,7 +36,8 @@ import torch
 
 from ..errors import VisualizerError
 from ..tokenizer import Encoded
-from .base import Adapter, Dims, HookSpec, LoadedModel
+from . import nanochat_step
+from .base import Adapter, Dims, HookSpec, KVCache, LoadedModel, StepOutput
 from .nanochat_model import (
     GPT,
     SMEAR_GATE_CHANNELS,
@@ -464,6 +465,13 @@ class NanochatAdapter(Adapter):
 
     def attention_mask(self, layer: int, T: int, device: torch.device) -> torch.Tensor:
         return attention_allowed(T, self.windows[layer], device)
+
+    def start_cache(self, loaded: LoadedModel) -> KVCache:
+        return nanochat_step.start_cache(super().start_cache(loaded))
+
+    def step(self, loaded: LoadedModel, cache: KVCache, new_ids: torch.Tensor) -> StepOutput:
+        """nanochat's KV-cache forward through our tree's own submodules (see nanochat_step)."""
+        return nanochat_step.step(loaded, self.windows, cache, new_ids)
 
     @torch.no_grad()
     def logits_from_residual(self, loaded: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
