@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 
 from ..errors import VisualizerError
-from .base import Adapter, Dims, HookSpec, LoadedModel
+from . import hf_step
+from .base import Adapter, Dims, HookSpec, KVCache, LoadedModel, StepOutput
 from .decompose import add_attention_pieces, frozen_layer_norm, frozen_rms_norm
 from .hf_tokenizer import HFTokenizer
 from .nanogpt import NanoGPTAdapter, slug
@@ -272,6 +273,17 @@ class HFAdapter(Adapter):
     def final_norm(self, model) -> torch.nn.Module:
         raise NotImplementedError
 
+    def attention_modules(self, model) -> list[torch.nn.Module]:
+        """Each layer's attention module (what transformers passes to its attention function)."""
+        raise NotImplementedError
+
+    def start_cache(self, loaded: LoadedModel) -> KVCache:
+        return hf_step.start_cache(loaded)
+
+    def step(self, loaded: LoadedModel, cache: KVCache, new_ids: torch.Tensor) -> StepOutput:
+        """transformers' own forward with its own cache (see hf_step)."""
+        return hf_step.step(loaded, self.attention_modules(loaded.model), cache, new_ids)
+
     def out_projection(self, model, layer: int, dims: Dims) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(W_O [n_head, d_head, d_model], bias [d_model] or None) of one layer's attention output."""
         raise NotImplementedError
@@ -324,6 +336,9 @@ class GPT2Adapter(HFAdapter):
     def final_norm(self, model) -> torch.nn.Module:
         return model.transformer.ln_f
 
+    def attention_modules(self, model) -> list[torch.nn.Module]:
+        return [block.attn for block in model.transformer.h]
+
     def out_projection(self, model, layer: int, dims: Dims):
         c_proj = model.transformer.h[layer].attn.c_proj  # Conv1D: y = x @ weight + bias, weight [in, out]
         w_o = f32(c_proj.weight).reshape(dims.n_head, dims.d_head, dims.d_model)
@@ -373,11 +388,14 @@ class LlamaAdapter(HFAdapter):
         return row.expand(len(ids), -1).clone(), f"hook_embed of the BOS token (id {bos}) at every position"
 
     def capture_context(self, loaded: LoadedModel, store: dict[str, torch.Tensor]):
-        attention = {id(layer.self_attn): i for i, layer in enumerate(loaded.model.model.layers)}
+        attention = {id(module): i for i, module in enumerate(self.attention_modules(loaded.model))}
         return recording_attention_calls(attention, store)
 
     def final_norm(self, model) -> torch.nn.Module:
         return model.model.norm
+
+    def attention_modules(self, model) -> list[torch.nn.Module]:
+        return [layer.self_attn for layer in model.model.layers]
 
     def out_projection(self, model, layer: int, dims: Dims):
         o_proj = model.model.layers[layer].self_attn.o_proj  # nn.Linear: weight [d_model, n_head * d_head]
