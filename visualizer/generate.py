@@ -10,7 +10,11 @@ of that position after every layer.
 Cost per step is one cached forward of one position (O(T)). Once the context is full, every step
 crops it to the last n_ctx tokens, which shifts every position (learned absolute positions), so the
 cache is rebuilt by a prefill of the cropped window: exactly nanoGPT's behaviour, at the cost of a
-full forward per step from then on. Steps where that happened are recorded (`slides`).
+full forward per step from then on. Steps where that happened are recorded (`slides`). The same
+contiguous crop applies to every family, rotary ones included (their cache cannot pass n_ctx either:
+nanochat's rotary tables, Llama's max_position_embeddings); a prompt that began with BOS
+(nanochat's `<|bos|>`, Llama's `<s>`) loses it with the crop, as nanoGPT's crop would drop it: the
+window is kept contiguous so every step's context stays `sequence[context_start:][:T]`.
 
 What this module does not do: write files or pages (generate_cli.py, generation_site.py).
 """
