@@ -1,0 +1,89 @@
+"""One suite over every family (tiny models of each): the same capture names, the verification
+identities, the dot-product breakdown, and a written report through the command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.factories import make_checkpoint
+from tests.helpers import run_cli
+from tests.nanochat_factory import make_nanochat
+from visualizer.capture import capture
+from visualizer.load import load_model
+from visualizer.report import prepare_probe
+from visualizer.report_data import build_report_data
+
+
+def nanogpt(tmp):
+    return make_checkpoint(tmp / "out-n", bias=True, block_size=32, vocab=list("\n !,.abcdefghijklmnopqrstuvwxyzT"))[0]
+
+
+def nanochat_original(tmp):
+    return make_nanochat(tmp / "nc-o", architecture="original")
+
+
+def nanochat_current(tmp):
+    return make_nanochat(tmp / "nc-c", architecture="current")
+
+
+def gpt2(tmp):
+    pytest.importorskip("transformers")
+    from tests.hf_factories import make_gpt2_folder
+
+    return make_gpt2_folder(tmp / "gpt2")
+
+
+def llama(tmp):
+    pytest.importorskip("transformers")
+    from tests.hf_factories import make_llama_folder
+
+    return make_llama_folder(tmp / "llama")
+
+
+FAMILIES = {"nanogpt": nanogpt, "nanochat-original": nanochat_original, "nanochat-current": nanochat_current,
+            "hf-gpt2": gpt2, "hf-llama": llama}
+PROBE = "the cat sat on the mat."
+
+# every family, whatever its architecture, fills these for every layer
+LAYER_NAMES = ("hook_resid_pre", "hook_attn_out", "hook_resid_mid", "hook_mlp_out", "hook_resid_post",
+               "ln1.hook_normalized", "ln2.hook_normalized", "attn.hook_q", "attn.hook_k", "attn.hook_v",
+               "attn.hook_z", "attn.hook_attn_scores", "attn.hook_pattern", "mlp.hook_pre", "mlp.hook_post")
+
+
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def family_model(request, tmp_path_factory):
+    return request.param, FAMILIES[request.param](tmp_path_factory.mktemp(request.param))
+
+
+def test_same_names_verified_identities_and_exact_breakdown(family_model):
+    name, checkpoint = family_model
+    loaded = load_model(checkpoint, None)
+    probe = prepare_probe(loaded, PROBE)
+    cache = capture(loaded, probe.ids)
+    T, d = len(probe.ids), loaded.dims
+    for layer in range(d.n_layer):
+        for hook in LAYER_NAMES:
+            assert f"blocks.{layer}.{hook}" in cache, (name, layer, hook)
+    assert {"hook_embed", "ln_final.hook_normalized", "logits"} <= set(cache.tensors)
+    assert cache["blocks.0.attn.hook_pattern"].shape == (d.n_head, T, T)
+    assert cache["blocks.0.attn.hook_k"].shape == (T, d.n_kv_head, d.d_head)
+    assert cache.passed, (name, cache.failures())
+    assert {"pattern @ v == z", "resid_mid == resid_pre + attn_out", "resid_post == resid_mid + mlp_out",
+            "hooked logits == plain forward logits"} <= set(cache.verification)
+    data = build_report_data(loaded, cache, probe.ids, 5)
+    for candidate in data["dla"]["candidates"]:
+        assert candidate["error"] <= 1e-4, (name, candidate["error"])
+    last_lens = data["logit_lens"][-1]["topk"][-1][0]["id"]
+    assert last_lens == data["final"]["topk"][-1][0]["id"] or name == "nanochat-current"  # backout after the last block
+
+
+def test_report_through_the_command_line(family_model, tmp_path):
+    name, checkpoint = family_model
+    code, stdout, stderr = run_cli("--checkpoint", checkpoint, "--probe", PROBE, "--out", tmp_path / "r", "--no-store")
+    assert code == 0, (name, stderr)
+    trace = json.loads((tmp_path / "r" / "trace.json").read_text())
+    assert trace["verification_passed"] and trace["family"] == name.split("-")[0]
+    assert (tmp_path / "r" / "index.html").is_file() and (tmp_path / "r" / "activations.safetensors").is_file()
+    assert any((tmp_path / "r" / "figures").glob("*.png"))
