@@ -1,0 +1,336 @@
+"""Stage timings of one report run, in one process: load, plain forward, capture (+ verify), write.
+
+    python scripts/benchmark.py                  # 6-layer, 6-head, 384-wide char model, 48 tokens
+    python scripts/benchmark.py --large          # also 12 layers, 12 heads, 768 wide, 1024 tokens
+    python scripts/benchmark.py --json out.json  # the same numbers, machine-readable
+
+The models are random (seeded) nanoGPT checkpoints written by `tests/factories.make_checkpoint`
+into a temporary folder, so the numbers measure the tool, not a particular training run. Every
+stage is timed cold (its first call in this process) and warm (the median of `--repeats` more
+calls). The targets from the project's issue are checked on warm medians:
+  capture with verification <= 1.5 x the plain forward of the same model;
+  load + capture + write < 2 s for the 6-layer model with a 48-token probe (2 threads).
+
+To add a stage (generation, integrated gradients, ...): write `def stage_NAME(run: Run) -> None`
+doing one unit of work on `run` (the loaded model, probe ids and cache are there), and add a
+`Stage` to `STAGES`. Stages run in list order; a stage may rely on the ones before it.
+
+What this script does not do: decide pass/fail for CI (the machine is shared; timings are noisy),
+or keep any file it wrote.
+"""
+
+from __future__ import annotations
+
+import time
+
+T_START = time.perf_counter()  # before torch is imported: the import is part of a cold start
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import random  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Callable  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+import torch  # noqa: E402
+
+from tests.factories import char_vocab, make_checkpoint  # noqa: E402
+from visualizer import capture as capture_module  # noqa: E402
+from visualizer import report  # noqa: E402
+from visualizer.load import load_model  # noqa: E402
+
+T_IMPORTED = time.perf_counter()
+
+SHAKESPEARE_CHARS = char_vocab("\n !$&',-.3:;?" + "ABCDEFGHIJKLMNOPQRSTUVWXYZ" + "abcdefghijklmnopqrstuvwxyz")
+SMALL_PROBE = "ROMEO:\nBut soft, what light through yonder window breaks?"[:48]
+CAPTURE_TARGET_RATIO = 1.5
+SMALL_TOTAL_TARGET_S = 2.0
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    n_layer: int
+    n_head: int
+    n_embd: int
+    block_size: int
+    vocab: list[str]
+    probe: str
+
+
+def small_spec() -> ModelSpec:
+    assert len(SHAKESPEARE_CHARS) == 65 and len(SMALL_PROBE) == 48
+    return ModelSpec("6L-6H-384 char, 48 tokens", 6, 6, 384, 256, SHAKESPEARE_CHARS, SMALL_PROBE)
+
+
+def large_spec(vocab_size: int, tokens: int) -> ModelSpec:
+    # single characters (a char-level vocabulary) from the BMP, skipping surrogates
+    codes = [c for c in range(0x100, 0x10000) if not 0xD800 <= c <= 0xDFFF][:vocab_size]
+    vocab = [chr(c) for c in codes]
+    rng = random.Random(0)
+    probe = "".join(rng.choice(vocab) for _ in range(tokens))
+    return ModelSpec(f"12L-12H-768 char vocab {vocab_size}, {tokens} tokens", 12, 12, 768, tokens, vocab, probe)
+
+
+@dataclass
+class Run:
+    """What the stages share: the model's files, then whatever earlier stages produced."""
+
+    spec: ModelSpec
+    workdir: Path
+    checkpoint: Path
+    meta: Path
+    loaded: object = None
+    probe: object = None
+    ids: torch.Tensor | None = None  # [T]
+    cache: object = None
+    writes: int = 0
+    part_store: dict = field(default_factory=dict)  # capture's parts, stage by stage
+    part_derived: dict = field(default_factory=dict)
+    part_tensors: dict = field(default_factory=dict)
+
+
+# --- stages: each does one unit of work on `run` ------------------------------------------------
+
+
+def stage_load(run: Run) -> None:
+    run.loaded = load_model(run.checkpoint, run.meta, "cpu")
+
+
+def stage_probe(run: Run) -> None:
+    run.probe = report.prepare_probe(run.loaded, run.spec.probe)
+    run.ids = torch.tensor(run.probe.ids, dtype=torch.long)
+    assert len(run.probe.ids) == len(run.spec.probe), "one token per character expected"
+
+
+@torch.inference_mode()
+def stage_plain_forward(run: Run) -> None:
+    run.loaded.adapter.plain_forward(run.loaded, run.ids)
+
+
+def stage_capture(run: Run) -> None:
+    run.cache = capture_module.capture(run.loaded, run.probe.ids)
+    if not run.cache.passed:
+        raise SystemExit(f"verification failed: {run.cache.failures()}")
+
+
+# The parts of capture(), each timed on its own, using capture.py's own functions in its order.
+# They explain the capture figure; the headline figure above is capture() itself.
+
+
+@torch.inference_mode()
+def stage_part_hooked_forward(run: Run) -> None:
+    loaded = run.loaded
+    run.part_store.clear()
+    with capture_module.hooked(loaded.model, loaded.adapter.hook_specs(loaded.dims), run.part_store):
+        loaded.adapter.plain_forward(loaded, run.ids)
+
+
+@torch.inference_mode()
+def stage_part_derive_attention(run: Run) -> None:
+    store = dict(run.part_store)  # derive_attention adds keys; keep the hooked forward's store intact
+    capture_module.derive_attention(run.loaded, store)
+    run.part_derived = store
+
+
+@torch.inference_mode()
+def stage_part_to_cpu(run: Run) -> None:
+    run.part_tensors = {n: t.detach().to("cpu", torch.float32).contiguous() for n, t in run.part_derived.items()}
+
+
+@torch.inference_mode()
+def stage_part_verify(run: Run) -> None:
+    """Verification = one unhooked forward + the identities; the forward is what proves the hooks inert."""
+    plain_logits = run.loaded.adapter.plain_forward(run.loaded, run.ids)
+    capture_module.verify(run.loaded, run.part_tensors, plain_logits.to("cpu", torch.float32))
+
+
+@torch.inference_mode()
+def stage_part_verify_identities(run: Run) -> None:
+    plain_logits = run.part_tensors["logits"]
+    capture_module.verify(run.loaded, run.part_tensors, plain_logits)
+
+
+def stage_write(run: Run) -> None:
+    """report.write_report with its capture replaced by the cache already made: analysis + files."""
+    run.writes += 1
+    folder = run.workdir / f"report-{run.writes}"
+    real_capture = report.capture
+    report.capture = lambda loaded, ids: run.cache
+    try:
+        report.write_report(run.loaded, run.probe, folder, 10)
+    finally:
+        report.capture = real_capture
+
+
+def stage_report(run: Run) -> None:
+    """report.write_report as the command runs it: capture, verify, analyse, write."""
+    run.writes += 1
+    report.write_report(run.loaded, run.probe, run.workdir / f"report-{run.writes}", 10)
+
+
+def stage_cli_cold(run: Run) -> None:
+    """A whole `python -m visualizer` in a new process: imports, load, capture, write, index."""
+    run.writes += 1
+    out = run.workdir / f"cli-{run.writes}"
+    env = {k: v for k, v in os.environ.items() if k not in ("MODEL", "NANOGPT_META_PATH", "PROBE_SENTENCE", "OUT", "DEVICE")}
+    empty_env = run.workdir / "empty.env"
+    empty_env.touch()
+    subprocess.run(
+        [sys.executable, "-m", "visualizer", "--quiet", "--env-file", str(empty_env), "--checkpoint", str(run.checkpoint),
+         "--meta", str(run.meta), "--probe", run.spec.probe, "--out", str(out)],
+        cwd=REPO_ROOT, env=env, check=True,
+    )
+
+
+@dataclass
+class Stage:
+    name: str
+    fn: Callable[[Run], None]
+    repeats: bool = True  # False: time the first (cold) call only
+    large: bool = True  # False: skipped for --large models (too slow to repeat there)
+
+
+STAGES: list[Stage] = [
+    Stage("load", stage_load),
+    Stage("probe (encode)", stage_probe),
+    Stage("plain forward", stage_plain_forward),
+    Stage("capture + verify", stage_capture),
+    Stage("  hooked forward", stage_part_hooked_forward),
+    Stage("  derive attention", stage_part_derive_attention),
+    Stage("  copy to float32 CPU", stage_part_to_cpu),
+    Stage("  verify (forward + identities)", stage_part_verify),
+    Stage("    identities only", stage_part_verify_identities),
+    Stage("write (analysis + files)", stage_write),
+    Stage("report (capture + write)", stage_report),
+    Stage("cli, new process", stage_cli_cold, repeats=False, large=False),
+]
+
+
+# --- running and printing ----------------------------------------------------------------------
+
+
+@dataclass
+class Timing:
+    cold: float
+    warm: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.warm) if self.warm else self.cold
+
+
+def timed(fn: Callable[[Run], None], run: Run) -> float:
+    start = time.perf_counter()
+    fn(run)
+    return time.perf_counter() - start
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def bench_model(spec: ModelSpec, repeats: int, is_large: bool, root: Path) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="model-", dir=root))
+    t0 = time.perf_counter()
+    checkpoint, meta = make_checkpoint(
+        workdir / "model", n_layer=spec.n_layer, n_head=spec.n_head, n_embd=spec.n_embd,
+        block_size=spec.block_size, vocab=spec.vocab, dataset="bench", seed=0,
+    )
+    build_s = time.perf_counter() - t0
+    run = Run(spec=spec, workdir=workdir, checkpoint=checkpoint, meta=meta)
+    timings: dict[str, Timing] = {}
+    for stage in STAGES:
+        if is_large and not stage.large:
+            continue
+        timing = Timing(cold=timed(stage.fn, run))
+        if stage.repeats:
+            timing.warm = [timed(stage.fn, run) for _ in range(repeats)]
+        timings[stage.name] = timing
+    med = {name: t.median for name, t in timings.items()}
+    cold = {name: t.cold for name, t in timings.items()}
+    n_params = run.loaded.card["n_params"]
+    return {
+        "model": spec.name,
+        "n_params": n_params,
+        "tokens": len(run.probe.ids),
+        "checkpoint_mib": checkpoint.stat().st_size / 2**20,
+        "checkpoint_build_s": build_s,
+        "stages": {name: {"cold_s": t.cold, "median_s": t.median, "runs_s": t.warm} for name, t in timings.items()},
+        "capture_over_plain_forward": med["capture + verify"] / med["plain forward"],
+        # what capture costs besides its verification forward: a plain forward's worth of hooks
+        "capture_without_verification_forward_over_plain_forward": (
+            med["  hooked forward"] + med["  derive attention"] + med["  copy to float32 CPU"]
+            + med["    identities only"]
+        ) / med["plain forward"],
+        "load_capture_write_s": med["load"] + med["capture + verify"] + med["write (analysis + files)"],
+        "load_capture_write_cold_s": cold["load"] + cold["capture + verify"] + cold["write (analysis + files)"],
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def print_model(result: dict, repeats: int) -> None:
+    print(f"\n{result['model']}: {result['n_params']:,} parameters, {result['tokens']} tokens, "
+          f"checkpoint {result['checkpoint_mib']:.1f} MiB (built in {result['checkpoint_build_s']:.1f} s)")
+    print(f"  {'stage':34} {'cold (1st)':>11} {'median':>10}  (of {repeats} more)")
+    for name, t in result["stages"].items():
+        median = f"{t['median_s'] * 1000:9.1f}ms" if t["runs_s"] else f"{'-':>11}"
+        print(f"  {name:34} {t['cold_s'] * 1000:9.1f}ms {median}")
+    ratio = result["capture_over_plain_forward"]
+    print(f"  capture + verify / plain forward: {ratio:.2f}x (target <= {CAPTURE_TARGET_RATIO}x: "
+          f"{'met' if ratio <= CAPTURE_TARGET_RATIO else 'NOT met'})")
+    print(f"    of which the verification's own unhooked forward is one plain forward; without it "
+          f"(hooked forward + derive + copy + identities): "
+          f"{result['capture_without_verification_forward_over_plain_forward']:.2f}x")
+    print(f"  load + capture + write: {result['load_capture_write_s']:.3f} s median, "
+          f"{result['load_capture_write_cold_s']:.3f} s cold")
+    print(f"  peak RSS of this process so far: {result['peak_rss_mib']:.0f} MiB")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="warm repeats per stage (median shown); default 5")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2, the target machine's cores)")
+    parser.add_argument("--large", action="store_true", help="also the 12-layer 12-head 768-wide model, 1024 tokens")
+    parser.add_argument("--large-vocab", type=int, default=50304, help="vocabulary of the large model (default 50304)")
+    parser.add_argument("--large-repeats", type=int, default=1, help="warm repeats for the large model (default 1)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
+          f"load average {load_before[0]:.2f} (other work on the machine slows every figure)")
+    print(f"imports (python start -> torch + visualizer imported): {T_IMPORTED - T_START:.2f} s")
+    results = {"torch": torch.__version__, "threads": args.threads, "import_s": T_IMPORTED - T_START,
+               "load_average_before": load_before[0], "models": []}
+    with tempfile.TemporaryDirectory(prefix="visualizer-bench-") as root:
+        specs = [(small_spec(), args.repeats, False)]
+        if args.large:
+            specs.append((large_spec(args.large_vocab, 1024), args.large_repeats, True))
+        for spec, repeats, is_large in specs:
+            result = bench_model(spec, repeats, is_large, Path(root))
+            print_model(result, repeats)
+            results["models"].append(result)
+    small = results["models"][0]
+    verdict = "met" if small["load_capture_write_s"] < SMALL_TOTAL_TARGET_S else "NOT met"
+    print(f"\ntarget: load + capture + write < {SMALL_TOTAL_TARGET_S} s for the 6-layer model: {verdict} "
+          f"({small['load_capture_write_s']:.3f} s median)")
+    results["load_average_after"] = os.getloadavg()[0]
+    print(f"load average after: {results['load_average_after']:.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
