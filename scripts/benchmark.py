@@ -30,6 +30,7 @@ import json  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
 import resource  # noqa: E402
+import signal  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -239,7 +240,7 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def bench_model(spec: ModelSpec, repeats: int, is_large: bool, root: Path) -> dict:
+def bench_model(spec: ModelSpec, repeats: int, is_large: bool, root: Path, stages: list[Stage] = STAGES) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="model-", dir=root))
     t0 = time.perf_counter()
     checkpoint, meta = make_checkpoint(
@@ -249,7 +250,7 @@ def bench_model(spec: ModelSpec, repeats: int, is_large: bool, root: Path) -> di
     build_s = time.perf_counter() - t0
     run = Run(spec=spec, workdir=workdir, checkpoint=checkpoint, meta=meta)
     timings: dict[str, Timing] = {}
-    for stage in STAGES:
+    for stage in stages:
         if is_large and not stage.large:
             continue
         timing = Timing(cold=timed(stage.fn, run))
@@ -305,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--large-repeats", type=int, default=1, help="warm repeats for the large model (default 1)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
+    # a `kill` still removes the temporary folder (the large model's files take a few GB)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
