@@ -50,7 +50,8 @@ def test_torch_is_pinned_exactly_everywhere():
 
 def test_runtime_requirements_cover_what_the_project_needs():
     runtime = requirement_names(REPO_ROOT / "requirements.txt")
-    for name in ("torch", "jinja2", "matplotlib", "wordcloud", "python-dotenv", "numpy", "safetensors", "tiktoken"):
+    for name in ("torch", "jinja2", "matplotlib", "wordcloud", "python-dotenv", "numpy", "safetensors", "tiktoken",
+                 "transformers"):
         assert name in runtime, f"requirements.txt lacks {name}"
     dev = requirement_names(REPO_ROOT / "requirements-dev.txt")
     assert set(runtime) <= set(dev), "requirements-dev.txt must include requirements.txt"
@@ -73,8 +74,10 @@ def test_env_template_documents_every_key_config_reads():
     for key in ENV_KEYS:
         assert key in keys, f"env.template lacks {key}="
         assert lines[keys[key] - 1].startswith("#"), f"env.template: {key} has no comment above it"
-    for key in ("TRACE_STORE", "NANOCHAT_BASE_DIR"):  # documented ahead of the features
-        assert key in keys
+    assert "TRACE_STORE" in keys  # documented ahead of the trace store
+    comments = "\n".join(line for line in lines if line.startswith("#"))
+    for name in ("NANOCHAT_BASE_DIR", "GPT2_BPE_DIR", "HF_HOME"):  # read from the process environment
+        assert name in comments, f"env.template does not explain {name}"
 
 
 def test_env_file_is_git_ignored():
