@@ -45,9 +45,11 @@ sys.path.insert(0, str(REPO_ROOT))
 import torch  # noqa: E402
 
 from tests.factories import char_vocab, make_checkpoint  # noqa: E402
+from visualizer import analysis, attribution, report  # noqa: E402
 from visualizer import capture as capture_module  # noqa: E402
-from visualizer import report  # noqa: E402
 from visualizer.load import load_model  # noqa: E402
+from visualizer.report_data import build_report_data  # noqa: E402
+from visualizer.trace import build_trace  # noqa: E402
 
 T_IMPORTED = time.perf_counter()
 
@@ -55,6 +57,7 @@ SHAKESPEARE_CHARS = char_vocab("\n !$&',-.3:;?" + "ABCDEFGHIJKLMNOPQRSTUVWXYZ" +
 SMALL_PROBE = "ROMEO:\nBut soft, what light through yonder window breaks?"[:48]
 CAPTURE_TARGET_RATIO = 1.5
 SMALL_TOTAL_TARGET_S = 2.0
+TOP_K = 10  # the command's default --top-k
 
 
 @dataclass
@@ -98,6 +101,9 @@ class Run:
     part_store: dict = field(default_factory=dict)  # capture's parts, stage by stage
     part_derived: dict = field(default_factory=dict)
     part_tensors: dict = field(default_factory=dict)
+    trace: dict = field(default_factory=dict)  # write's parts, stage by stage
+    report_data: dict = field(default_factory=dict)
+    last_report: Path | None = None
 
 
 # --- stages: each does one unit of work on `run` ------------------------------------------------
@@ -162,25 +168,52 @@ def stage_part_verify_identities(run: Run) -> None:
 
 
 def stage_write(run: Run) -> None:
-    """report.write_report with its capture replaced by the cache already made: analysis + files."""
+    """report.write_report with its capture replaced by the cache already made: everything a run
+    does after capture (trace, report data, analysis, attribution, files, figures and page)."""
     run.writes += 1
     folder = run.workdir / f"report-{run.writes}"
     real_capture = report.capture
     report.capture = lambda loaded, ids: run.cache
     try:
-        report.write_report(run.loaded, run.probe, folder, 10)
+        run.trace = report.write_report(run.loaded, run.probe, folder, TOP_K)
     finally:
         report.capture = real_capture
+    run.last_report = folder
+
+
+# The parts of write_report, each through the public function it calls. They explain the write
+# figure; whatever write_report does besides them (writing the files) is the remainder.
+
+
+def stage_part_trace(run: Run) -> None:
+    run.trace = build_trace(run.loaded, run.probe, run.cache, TOP_K)
+
+
+def stage_part_report_data(run: Run) -> None:
+    run.report_data = build_report_data(run.loaded, run.cache, run.probe.ids, TOP_K)
+
+
+def stage_part_analysis(run: Run) -> None:
+    analysis.analyze(run.cache.tensors, run.trace, run.report_data, run.loaded.tokenizer.token_str)
+
+
+def stage_part_attribution(run: Run) -> None:
+    attribution.attribute(run.loaded, run.cache, run.probe.ids, None)
+
+
+def stage_part_pages(run: Run) -> None:
+    """Figures and page of the last written report, drawn again in place (as `render` does)."""
+    report.render_pages(run.last_report, run.trace, run.cache.tensors, run.report_data)
 
 
 def stage_report(run: Run) -> None:
     """report.write_report as the command runs it: capture, verify, analyse, write."""
     run.writes += 1
-    report.write_report(run.loaded, run.probe, run.workdir / f"report-{run.writes}", 10)
+    report.write_report(run.loaded, run.probe, run.workdir / f"report-{run.writes}", TOP_K)
 
 
 def stage_cli_cold(run: Run) -> None:
-    """A whole `python -m visualizer` in a new process: imports, load, capture, write, index."""
+    """A whole `python -m visualizer` in a new process: imports, load, capture, write, trace store."""
     run.writes += 1
     out = run.workdir / f"cli-{run.writes}"
     env = {k: v for k, v in os.environ.items() if k not in ("MODEL", "NANOGPT_META_PATH", "PROBE_SENTENCE", "OUT", "DEVICE")}
@@ -188,7 +221,7 @@ def stage_cli_cold(run: Run) -> None:
     empty_env.touch()
     subprocess.run(
         [sys.executable, "-m", "visualizer", "--quiet", "--env-file", str(empty_env), "--checkpoint", str(run.checkpoint),
-         "--meta", str(run.meta), "--probe", run.spec.probe, "--out", str(out)],
+         "--meta", str(run.meta), "--probe", run.spec.probe, "--out", str(out), "--store", str(run.workdir / "traces")],
         cwd=REPO_ROOT, env=env, check=True,
     )
 
@@ -213,7 +246,12 @@ STAGES: list[Stage] = [
     Stage("  copy to float32 CPU", stage_part_to_cpu),
     Stage("  verify (forward + identities)", stage_part_verify),
     Stage("    identities only", stage_part_verify_identities),
-    Stage("write (analysis + files)", stage_write),
+    Stage("write (all after capture)", stage_write),
+    Stage("  trace (build_trace)", stage_part_trace),
+    Stage("  report data (build_report_data)", stage_part_report_data),
+    Stage("  analysis (analysis.analyze)", stage_part_analysis),
+    Stage("  attribution (attribute)", stage_part_attribution),
+    Stage("  figures + page (render_pages)", stage_part_pages),
     Stage("report (capture + write)", stage_report),
     Stage("cli, new process", stage_cli_cold, repeats=False, large=False),
 ]
@@ -275,7 +313,9 @@ def bench_model(spec: ModelSpec, repeats: int, is_large: bool, root: Path, stage
 
 
 CAPTURE_PARTS_BUT_VERIFY_FORWARD = ("  hooked forward", "  derive attention", "  copy to float32 CPU", "    identities only")
-LOAD_CAPTURE_WRITE = ("load", "capture + verify", "write (analysis + files)")
+LOAD_CAPTURE_WRITE = ("load", "capture + verify", "write (all after capture)")
+WRITE_PARTS = ("  trace (build_trace)", "  report data (build_report_data)", "  analysis (analysis.analyze)",
+               "  attribution (attribute)", "  figures + page (render_pages)")
 
 
 def summary(timings: dict[str, Timing]) -> dict:
@@ -293,6 +333,9 @@ def summary(timings: dict[str, Timing]) -> dict:
     if all(n in med for n in LOAD_CAPTURE_WRITE):
         out["load_capture_write_s"] = sum(med[n] for n in LOAD_CAPTURE_WRITE)
         out["load_capture_write_cold_s"] = sum(cold[n] for n in LOAD_CAPTURE_WRITE)
+    if all(n in med for n in WRITE_PARTS) and LOAD_CAPTURE_WRITE[2] in med:
+        # not timed on its own: what write_report spends besides its parts (writing the files)
+        out["write_remainder_s"] = med[LOAD_CAPTURE_WRITE[2]] - sum(med[n] for n in WRITE_PARTS)
     return out
 
 
@@ -311,6 +354,8 @@ def print_model(result: dict, repeats: int) -> None:
     if without is not None:
         print(f"    of which the verification's own unhooked forward is one plain forward; without it "
               f"(hooked forward + derive + copy + identities): {without:.2f}x")
+    if "write_remainder_s" in result:
+        print(f"  write minus its timed parts (the files): {result['write_remainder_s'] * 1000:.1f}ms")
     if "load_capture_write_s" in result:
         print(f"  load + capture + write: {result['load_capture_write_s']:.3f} s median, "
               f"{result['load_capture_write_cold_s']:.3f} s cold")

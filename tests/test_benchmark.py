@@ -26,7 +26,7 @@ def test_every_stage_runs_and_the_summary_adds_up(tmp_path):
     assert result["tokens"] == len("ROMEO:\nBut soft")
     med = {name: t["median_s"] for name, t in result["stages"].items()}
     assert all(t["cold_s"] > 0 and len(t["runs_s"]) == 1 for t in result["stages"].values())
-    assert result["load_capture_write_s"] == med["load"] + med["capture + verify"] + med["write (analysis + files)"]
+    assert result["load_capture_write_s"] == med["load"] + med["capture + verify"] + med["write (all after capture)"]
     assert result["capture_over_plain_forward"] == med["capture + verify"] / med["plain forward"]
     reports = list(tmp_path.glob("model-*/report-*"))
     assert len(reports) == 4  # write and report stages: one cold run and one repeat each
