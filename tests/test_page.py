@@ -192,6 +192,7 @@ def test_long_input_page_uses_topk(browser, long):
     opened = p.open("#layer-0")
     assert p.js("document.querySelector('#layer-0 .neurons-view tbody')") is None  # long tables wait to be opened
     p.page.locator("#layer-0 details[data-draw='neurons'] > summary").click()
+    p.page.wait_for_function("document.querySelectorAll('#layer-0 .neurons-view tbody tr').length > 0", timeout=10_000)
     assert p.js("document.querySelectorAll('#layer-0 .neurons-view tbody tr').length") == 512
     assert p.js("document.querySelector('#layer-0 canvas.heatmap').getAttribute('data-block')") == "1"
     p.page.locator("#layer-0 .hv-left .hv-tok").nth(300).hover()
