@@ -13,16 +13,23 @@ from .tokenizer import Tokenizer, readable
 
 
 def tensor_stats(t: torch.Tensor) -> dict:
-    """Shape and summary statistics over the finite entries (masked scores are -inf)."""
-    finite = t[torch.isfinite(t)].double()
-    stats = {"shape": list(t.shape), "numel": t.numel(), "finite": finite.numel()}
-    if finite.numel():
+    """Shape and summary statistics over the finite entries (masked scores are -inf).
+
+    Sums accumulate in float64 without copying the tensor to float64 (attention scores of a long
+    probe are hundreds of MB)."""
+    t = t.float()
+    finite = t if bool(torch.isfinite(t).all()) else t[torch.isfinite(t)]
+    n = finite.numel()
+    stats = {"shape": list(t.shape), "numel": t.numel(), "finite": n}
+    if n:
+        mean = finite.sum(dtype=torch.float64).item() / n
+        mean_square = finite.square().sum(dtype=torch.float64).item() / n
         stats.update(
-            mean=finite.mean().item(),
-            std=finite.std(unbiased=False).item(),
+            mean=mean,
+            std=math.sqrt(max(mean_square - mean * mean, 0.0)),
             min=finite.min().item(),
             max=finite.max().item(),
-            rms=finite.square().mean().sqrt().item(),
+            rms=math.sqrt(mean_square),
         )
     return stats
 

@@ -33,42 +33,47 @@ def token_record(tokenizer: Tokenizer, token_id: int, **numbers: float) -> dict:
     return {"id": int(token_id), "token": text, "readable": readable(text), **numbers}
 
 
-def topk_table(logits: torch.Tensor, tokenizer: Tokenizer, k: int) -> list[list[dict]]:
+def topk_table(logits: torch.Tensor, tokenizer: Tokenizer, k: int, logp: torch.Tensor | None = None) -> list[list[dict]]:
     """[T, vocab] logits -> per position the k most likely tokens with prob and logit."""
-    probs = torch.softmax(logits.double(), dim=-1)  # [T, vocab]
-    values, ids = probs.topk(min(k, probs.shape[-1]), dim=-1)  # [T, k]
+    logp = log_probs(logits) if logp is None else logp
+    values, ids = logp.topk(min(k, logp.shape[-1]), dim=-1)  # [T, k]: the order of the logits
+    probs = values.double().exp().tolist()
     return [
-        [token_record(tokenizer, i, prob=p, logit=float(logits[t, i])) for p, i in zip(vs, row)]
-        for t, (vs, row) in enumerate(zip(values.tolist(), ids.tolist()))
+        [token_record(tokenizer, i, prob=p, logit=float(logits[t, i])) for p, i in zip(ps, row)]
+        for t, (ps, row) in enumerate(zip(probs, ids.tolist()))
     ]
 
 
-def entropies(logits: torch.Tensor) -> list[float]:
+def log_probs(logits: torch.Tensor) -> torch.Tensor:
+    """[T, vocab] log-softmax in float32 (the precision the model computed its logits in)."""
+    return torch.log_softmax(logits.float(), dim=-1)
+
+
+def entropies(logits: torch.Tensor, logp: torch.Tensor | None = None) -> list[float]:
     """Entropy in bits of each row's softmax, [T, vocab] -> T floats (one batched pass)."""
-    logp = torch.log_softmax(logits.double(), dim=-1)
-    return (-(logp.exp() * logp).sum(-1) / LN2).tolist()
+    logp = log_probs(logits) if logp is None else logp
+    return (-(logp.exp() * logp).sum(-1, dtype=torch.float64) / LN2).tolist()
 
 
-def kl_bits(p_logits: torch.Tensor, q_logits: torch.Tensor) -> list[float]:
-    """KL(p || q) in bits per row, both given as logits [T, vocab]."""
-    logp = torch.log_softmax(p_logits.double(), dim=-1)
-    logq = torch.log_softmax(q_logits.double(), dim=-1)
-    return ((logp.exp() * (logp - logq)).sum(-1) / LN2).clamp_min(0).tolist()
+def kl_bits(logp: torch.Tensor, logq: torch.Tensor) -> list[float]:
+    """KL(p || q) in bits per row, both given as log-probabilities [T, vocab]."""
+    return ((logp.exp() * (logp - logq)).sum(-1, dtype=torch.float64) / LN2).clamp_min(0).tolist()
 
 
 def logit_lens(loaded: LoadedModel, tensors: dict[str, torch.Tensor]) -> list[dict]:
-    final = tensors["logits"]
+    final_logp = log_probs(tensors["logits"])  # [T, vocab], shared by every layer's KL
     lens = []
     for layer in range(loaded.dims.n_layer):
         hook = f"blocks.{layer}.hook_resid_post"
         logits = loaded.adapter.logits_from_residual(loaded, tensors[hook])  # [T, vocab]
+        logp = log_probs(logits)
         lens.append(
             {
                 "layer": layer,
                 "hook": hook,
-                "topk": topk_table(logits, loaded.tokenizer, LENS_K),
-                "entropy_bits": entropies(logits),
-                "kl_to_final": kl_bits(final, logits),
+                "topk": topk_table(logits, loaded.tokenizer, LENS_K, logp),
+                "entropy_bits": entropies(logits, logp),
+                "kl_to_final": kl_bits(final_logp, logp),
             }
         )
     return lens
@@ -122,14 +127,15 @@ def neighbours(loaded: LoadedModel, ids: list[int]) -> list[list[dict]]:
     """Nearest rows of the token embedding (cosine) to each probe token's row, itself excluded."""
     w_e = loaded.adapter.embedding_weight(loaded)  # [vocab, d_model]
     unit = w_e / w_e.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    out = []
-    for token_id in ids:
-        cosine = unit @ unit[token_id]  # [vocab]
-        cosine[token_id] = -math.inf
-        k = min(NEIGHBOURS, cosine.numel() - 1)
-        values, order = cosine.topk(k)
-        out.append([token_record(loaded.tokenizer, i, cosine=float(c)) for c, i in zip(values.tolist(), order.tolist())])
-    return out
+    unique = sorted(set(ids))
+    cosine = unit[unique] @ unit.T  # [n_unique, vocab], one matrix product for the whole probe
+    cosine[torch.arange(len(unique)), torch.tensor(unique)] = -math.inf
+    values, order = cosine.topk(min(NEIGHBOURS, cosine.shape[-1] - 1), dim=-1)
+    table = {
+        token_id: [token_record(loaded.tokenizer, i, cosine=float(c)) for c, i in zip(vs, os)]
+        for token_id, vs, os in zip(unique, values.tolist(), order.tolist())
+    }
+    return [table[token_id] for token_id in ids]
 
 
 def top_neurons(loaded: LoadedModel, tensors: dict[str, torch.Tensor]) -> dict[str, list]:
@@ -156,10 +162,11 @@ def residual_norms(loaded: LoadedModel, tensors: dict[str, torch.Tensor]) -> dic
 def build_report_data(loaded: LoadedModel, cache: Cache, ids: list[int], top_k: int = 10) -> dict:
     tensors = cache.tensors
     logits = tensors["logits"]  # [T, vocab]
-    final_topk = topk_table(logits, loaded.tokenizer, top_k)
+    logp = log_probs(logits)
+    final_topk = topk_table(logits, loaded.tokenizer, top_k, logp)
     return {
         "positions": int(logits.shape[0]),
-        "final": {"topk": final_topk, "entropy_bits": entropies(logits)},
+        "final": {"topk": final_topk, "entropy_bits": entropies(logits, logp)},
         "logit_lens": logit_lens(loaded, tensors),
         "dla": dot_product_breakdown(loaded, tensors, final_topk[-1]),
         "neighbours": neighbours(loaded, ids),
