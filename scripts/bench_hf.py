@@ -124,10 +124,10 @@ def main() -> int:
 
     import torch
 
-    from visualizer import site
+    from visualizer import analysis, attribution, report, site
     from visualizer.capture import capture
     from visualizer.families import hf
-    from visualizer.report import page_model, prepare_probe
+    from visualizer.report import prepare_probe
     from visualizer.report_data import build_report_data
     from visualizer.trace import build_trace, dumps, write_trace
 
@@ -156,11 +156,19 @@ def main() -> int:
             start = time.perf_counter()
             trace = build_trace(loaded, probe, cache, args.top_k)
             write_trace(dest, trace, cache)
-            (dest / "report_data.json").write_text(dumps(report_data), encoding="utf-8")
+            (dest / "report_data.json").write_text(dumps(report_data, compact=True), encoding="utf-8")
             times["trace files (trace.json, activations, report_data.json)"] = time.perf_counter() - start
             start = time.perf_counter()
-            site.render_report(dest, page_model(trace, cache))
-            times["page"] = time.perf_counter() - start
+            analysed = analysis.analyze(cache.tensors, trace, report_data, loaded.tokenizer.token_str)
+            (dest / "analysis.json").write_text(dumps(analysed, compact=True), encoding="utf-8")
+            times["analysis"] = time.perf_counter() - start
+            start = time.perf_counter()
+            attributed = attribution.attribute(loaded, cache, probe.ids)
+            (dest / "attribution.json").write_text(dumps(attributed, compact=True), encoding="utf-8")
+            times["attribution (integrated gradients skipped above its budget)"] = time.perf_counter() - start
+            start = time.perf_counter()
+            report.render_pages(dest, trace, cache.tensors, report_data)
+            times["figures + page"] = time.perf_counter() - start
         sizes = {p.name: p.stat().st_size for p in out.iterdir() if p.is_file()}
         print(f"model: {loaded.card['n_params']:,} parameters, {loaded.dims}")
         print(f"probe: {len(probe.ids)} tokens; verification {'passed' if cache.passed else 'FAILED ' + str(cache.failures())}")

@@ -372,6 +372,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", action="append", default=[], metavar="NAME",
                         help="leave out the stages whose name contains NAME (repeatable), e.g. --skip write --skip report")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--suite", action="store_true",
+                        help="then, in this run, the other issues' targets: generation (200 tokens), trace store "
+                        "(integrated gradients, render ID, traces list over 1,000), page open in Chromium "
+                        "(6x6x384 and, with --large, 12x12x768 at 1024 tokens)")
+    parser.add_argument("--hf", action="store_true", help="with --suite: also the TinyLlama-shaped model (minutes, ~8 GB)")
     args = parser.parse_args(argv)
     # a `kill` still removes the temporary folder (the large model's files take a few GB)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
@@ -396,12 +401,36 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "met" if small["load_capture_write_s"] < SMALL_TOTAL_TARGET_S else "NOT met"
         print(f"\ntarget: load + capture + write < {SMALL_TOTAL_TARGET_S} s for the 6-layer model: {verdict} "
               f"({small['load_capture_write_s']:.3f} s median)")
+    if args.suite:
+        results["suite"] = run_suite(args)
     results["load_average_after"] = os.getloadavg()[0]
     print(f"load average after: {results['load_average_after']:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         print(f"wrote {args.json}")
     return 0
+
+
+def run_suite(args) -> dict:
+    """The sibling benchmark scripts, each in its own process (a cold start, as a user has), in order."""
+    here = Path(__file__).resolve().parent
+    runs = [("generation: 200 new tokens, 6x6x384", [here / "bench_generate.py"]),
+            ("trace store: integrated gradients, render ID, traces list", [here / "bench_store.py"])]
+    with tempfile.TemporaryDirectory(prefix="visualizer-bench-site-") as out:
+        runs.append(("page open in Chromium, 6x6x384, 48 tokens",
+                     [here / "bench_site.py", "--out", f"{out}/small", "--tokens", "48", "--layers", "6",
+                      "--heads", "6", "--width", "384"]))
+        if args.large:
+            runs.append(("page open in Chromium, 12x12x768, 1024 tokens", [here / "bench_site.py", "--out", f"{out}/large"]))
+        if args.hf:
+            runs.append(("TinyLlama-shaped model, 256 tokens", [here / "bench_hf.py"]))
+        walls = {}
+        for title, command in runs:
+            print(f"\n=== {title}", flush=True)
+            start = time.perf_counter()
+            done = subprocess.run([sys.executable, *map(str, command)], cwd=here.parent)
+            walls[title] = {"wall_s": time.perf_counter() - start, "exit": done.returncode}
+    return walls
 
 
 if __name__ == "__main__":
