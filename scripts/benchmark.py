@@ -300,7 +300,9 @@ def bench_model(spec: ModelSpec, repeats: int, is_large: bool, root: Path, stage
         if is_large:  # long stages: show progress
             print(f"  ... {stage.name.strip()}: {timing.cold:.2f} s cold", file=sys.stderr, flush=True)
     n_params = run.loaded.card["n_params"]
+    sizes = site_sizes(run.last_report) if run.last_report and (run.last_report / "index.html").is_file() else {}
     return {
+        **sizes,
         "model": spec.name,
         "n_params": n_params,
         "tokens": len(run.probe.ids),
@@ -309,6 +311,16 @@ def bench_model(spec: ModelSpec, repeats: int, is_large: bool, root: Path, stage
         "stages": {name: {"cold_s": t.cold, "median_s": t.median, "runs_s": t.warm} for name, t in timings.items()},
         **summary(timings),
         "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def site_sizes(folder: Path) -> dict:
+    """The report's index.html and its whole folder but activations.safetensors (the published site)."""
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    return {
+        "index_html_mib": (folder / "index.html").stat().st_size / 2**20,
+        "site_mib_without_activations": sum(p.stat().st_size for p in files if p.name != "activations.safetensors") / 2**20,
+        "activations_mib": (folder / "activations.safetensors").stat().st_size / 2**20,
     }
 
 
@@ -360,6 +372,10 @@ def print_model(result: dict, repeats: int) -> None:
         print(f"  load + capture + write: {result['load_capture_write_s']:.3f} s median, "
               f"{result['load_capture_write_cold_s']:.3f} s cold")
     print(f"  peak RSS of this process so far: {result['peak_rss_mib']:.0f} MiB")
+    if "index_html_mib" in result:
+        print(f"  report: index.html {result['index_html_mib']:.2f} MiB (target < 2 MB); site without "
+              f"activations.safetensors {result['site_mib_without_activations']:.1f} MiB (target < 64 MB); "
+              f"activations {result['activations_mib']:.0f} MiB")
 
 
 def main(argv: list[str] | None = None) -> int:

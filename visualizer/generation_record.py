@@ -15,12 +15,11 @@ import base64
 import numpy as np
 import torch
 
-from . import __version__
 from .families.base import LoadedModel
 from .generate import Generation, Step, continuation_text, entropy_bits, rank_of, step_threads, top_candidates
 from .sampling import Settings, final_distribution
 from .tokenizer import readable
-from .trace import Probe
+from .trace import Probe, model_header
 
 GENERATION_FORMAT = 1
 ATTENTION_ENCODING = "base64 of float32 little-endian, C order, shape [n_layer, n_head, T]"
@@ -93,12 +92,7 @@ def build_record(
     with step_threads(loaded):
         steps = [step_record(loaded, s, P, settings, candidates, lens_top) for s in gen.steps]
     return {
-        "format": GENERATION_FORMAT,
-        "tool": {"name": "visualizer", "version": __version__},
-        "family": loaded.family,
-        "model_name": loaded.name,
-        "model": loaded.card,
-        "dims": vars(loaded.dims),
+        **model_header(loaded, GENERATION_FORMAT),
         "prompt": probe.text,
         "prompt_ids": list(gen.prompt_ids),
         "prompt_tokens": prompt_tokens,

@@ -53,16 +53,23 @@ def dumps(obj, compact: bool = False) -> str:
     return json.dumps(_finite(obj), sort_keys=True, ensure_ascii=False, allow_nan=False, **layout) + "\n"
 
 
-def build_trace(loaded: LoadedModel, probe: Probe, cache: Cache, top_k: int = 10) -> dict:
-    tok = loaded.tokenizer
-    tokens = [tok.token_str(i) for i in probe.ids]
+def model_header(loaded: LoadedModel, fmt: int) -> dict:
+    """What every data file says about the tool and the model it describes."""
     return {
-        "format": TRACE_FORMAT,
+        "format": fmt,
         "tool": {"name": "visualizer", "version": __version__},
         "family": loaded.family,
         "model_name": loaded.name,
         "model": loaded.card,
         "dims": vars(loaded.dims),
+    }
+
+
+def build_trace(loaded: LoadedModel, probe: Probe, cache: Cache, top_k: int = 10) -> dict:
+    tok = loaded.tokenizer
+    tokens = [tok.token_str(i) for i in probe.ids]
+    return {
+        **model_header(loaded, TRACE_FORMAT),
         "probe": probe.text,
         **({"chat": True} if probe.chat else {}),
         "tokens": tokens,
