@@ -1,6 +1,7 @@
-"""Pure tensor functions over a capture: summaries and next-token tables. No I/O, no HTML.
+"""Summary statistics of captured tensors (shape, mean, std, min, max, rms), for trace.json.
 
-What this module does not do: plotting (plots.py), deciding layout (site.py).
+What this module does not do: anything that needs the model (report_data.py), analysis of what
+the tensors mean (analysis.py), plotting (plots.py) or layout (site.py).
 """
 
 from __future__ import annotations
@@ -8,8 +9,6 @@ from __future__ import annotations
 import math
 
 import torch
-
-from .tokenizer import Tokenizer, readable
 
 
 def tensor_stats(t: torch.Tensor) -> dict:
@@ -32,33 +31,6 @@ def tensor_stats(t: torch.Tensor) -> dict:
             rms=math.sqrt(mean_square),
         )
     return stats
-
-
-def top_tokens(logits: torch.Tensor, tokenizer: Tokenizer, k: int) -> list[dict]:
-    """The k most likely next tokens for one position's logits [vocab]."""
-    logits = logits.double()
-    probs = torch.softmax(logits, dim=-1)
-    values, ids = probs.topk(min(k, probs.numel()))
-    return [
-        {
-            "id": int(i),
-            "token": tokenizer.token_str(int(i)),
-            "readable": readable(tokenizer.token_str(int(i))),
-            "prob": float(p),
-            "logit": float(logits[i]),
-        }
-        for p, i in zip(values.tolist(), ids.tolist())
-    ]
-
-
-def entropy_bits(logits: torch.Tensor) -> float:
-    logp = torch.log_softmax(logits.double(), dim=-1)
-    return float(-(logp.exp() * logp).sum() / math.log(2))
-
-
-def layer_names(names: list[str], layer: int) -> list[str]:
-    prefix = f"blocks.{layer}."
-    return [n for n in names if n.startswith(prefix)]
 
 
 def summarize(tensors: dict[str, torch.Tensor]) -> dict[str, dict]:

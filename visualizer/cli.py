@@ -38,11 +38,12 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_family_options(parser: argparse.ArgumentParser) -> None:
-    """Options for model families other than nanoGPT (nanochat; Hugging Face later)."""
+    """Options for choosing the model family and for nanochat checkpoints."""
     parser.add_argument(
         "--family", choices=("nanogpt", "nanochat", "hf"),
         help="the checkpoint's model family; default: detected from --checkpoint (nanoGPT ckpt.pt, nanochat "
-        "model_NNNNNN.pt with meta_NNNNNN.json or a folder of them) and printed",
+        "model_NNNNNN.pt with meta_NNNNNN.json or a folder of them, a Hugging Face folder with config.json) "
+        "and printed",
     )
     parser.add_argument("--step", type=int, metavar="N", help="nanochat: read model_N.pt (default: the newest step)")
     parser.add_argument(
@@ -67,7 +68,8 @@ def report_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--checkpoint", metavar="PATH",
-        help="nanoGPT ckpt.pt, or nanochat model_NNNNNN.pt or a folder of them (.env: MODEL); default: the embedded demo",
+        help="nanoGPT ckpt.pt, nanochat model_NNNNNN.pt or a folder of them, or a local Hugging Face model folder "
+        "(.env: MODEL); default: the embedded demo",
     )
     parser.add_argument(
         "--meta", metavar="PATH",

@@ -17,8 +17,7 @@ from . import analysis, attribution, plots, render, site, store
 from .capture import capture
 from .config import Config
 from .errors import VisualizerError
-from .families.base import LoadedModel
-from .families.nanogpt import slug
+from .families.base import LoadedModel, slug
 from .load import DEMO_CHECKPOINT, DEMO_META, load_model, resolve_family
 from .report_data import build_report_data
 from .trace import Probe, build_trace, dumps, write_trace

@@ -16,10 +16,11 @@ import torch
 from safetensors.torch import save_file
 
 from . import __version__
-from .analyze import summarize, top_tokens
+from .analyze import summarize
 from .capture import Cache
 from .errors import VisualizerError
 from .families.base import LoadedModel
+from .report_data import topk_table
 from .tokenizer import readable
 
 TRACE_FORMAT = 1
@@ -83,7 +84,7 @@ def build_trace(loaded: LoadedModel, probe: Probe, cache: Cache, top_k: int = 10
         "warnings": list(probe.warnings),
         "verification": cache.verification,
         "verification_passed": cache.passed,
-        "next_tokens": top_tokens(cache["logits"][-1], tok, top_k),
+        "next_tokens": topk_table(cache["logits"][-1:], tok, top_k)[0],
         "tensors": summarize(cache.tensors),
     }
 

@@ -10,6 +10,7 @@ What this module does not do: load files (each family does), or run hooks (captu
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -17,6 +18,12 @@ import torch
 from torch import nn
 
 from ..tokenizer import Encoded, Tokenizer
+
+
+def slug(text: str, limit: int = 48) -> str:
+    """Lower-case letters and digits joined by "-", for folder names (models, probes)."""
+    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return s[:limit].strip("-") or "x"
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,10 @@ import torch
 
 from ..errors import VisualizerError
 from . import hf_step
-from .base import Adapter, Dims, HookSpec, KVCache, LoadedModel, StepOutput
+from .base import Adapter, Dims, HookSpec, KVCache, LoadedModel, StepOutput, slug
 from .decompose import add_attention_pieces, frozen_layer_norm, frozen_rms_norm
 from .hf_tokenizer import HFTokenizer
-from .nanogpt import NanoGPTAdapter, slug
+from .nanogpt import NanoGPTAdapter
 
 SUPPORTED = ("gpt2", "llama")
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")

@@ -37,7 +37,7 @@ import torch
 from ..errors import VisualizerError
 from ..tokenizer import Encoded
 from . import nanochat_step
-from .base import Adapter, Dims, HookSpec, KVCache, LoadedModel, StepOutput
+from .base import Adapter, Dims, HookSpec, KVCache, LoadedModel, StepOutput, slug
 from .nanochat_model import (
     GPT,
     SMEAR_GATE_CHANNELS,
@@ -48,7 +48,7 @@ from .nanochat_model import (
     rms_norm,
 )
 from .nanochat_tokenizer import load_tokenizer
-from .nanogpt import COMPILED_PREFIX, FLOAT_DTYPES, block_specs, file_sha256, slug, torch_load
+from .nanogpt import COMPILED_PREFIX, FLOAT_DTYPES, block_specs, file_sha256, torch_load
 
 MODEL_FILE = re.compile(r"model_(\d+)\.pt")
 CONFIG_INTS = ("sequence_len", "vocab_size", "n_layer", "n_head", "n_kv_head", "n_embd")

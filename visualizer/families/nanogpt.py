@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from ..errors import VisualizerError
 from ..safe_pickle import load_restricted
 from ..tokenizer import Tokenizer, from_meta, gpt2_bpe_offline
-from .base import Adapter, Dims, HookSpec, KVCache, LoadedModel, StepOutput
+from .base import Adapter, Dims, HookSpec, KVCache, LoadedModel, StepOutput, slug
 from .decompose import add_attention_pieces, frozen_layer_norm
 from .nanogpt_model import GPT, GPTConfig
 
@@ -36,11 +36,6 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def slug(text: str, limit: int = 48) -> str:
-    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return s[:limit].strip("-") or "x"
 
 
 def model_name(checkpoint: Path) -> str:
