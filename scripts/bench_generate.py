@@ -21,12 +21,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from visualizer import sampling  # noqa: E402
-from visualizer.families.nanogpt_model import GPT, GPTConfig  # noqa: E402
-from visualizer.generate import generate  # noqa: E402
-from visualizer.generation_record import build_record  # noqa: E402
-from visualizer.load import load_model  # noqa: E402
-from visualizer.trace import Probe, dumps  # noqa: E402
+import visualizer.generation.sampling as sampling  # noqa: E402
+from visualizer.model.nanogpt.model import GPT, GPTConfig  # noqa: E402
+from visualizer.generation.decode import generate  # noqa: E402
+from visualizer.generation.record import build_record  # noqa: E402
+from visualizer.model.registry import load_model  # noqa: E402
+from visualizer.artefacts.trace import Probe, dumps  # noqa: E402
 
 PROMPT = "ROMEO:\nBut soft, what light through yonder window b"  # 48 characters
 

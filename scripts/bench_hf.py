@@ -124,12 +124,15 @@ def main() -> int:
 
     import torch
 
-    from visualizer import analysis, attribution, report, site
+    import visualizer.analysis.summary as analysis
+    import visualizer.analysis.attribution as attribution
+    import visualizer.pipeline as report
+    import visualizer.site.common as site
     from visualizer.capture import capture
-    from visualizer.families import hf
-    from visualizer.report import prepare_probe
-    from visualizer.report_data import build_report_data
-    from visualizer.trace import build_trace, dumps, write_trace
+    import visualizer.model.hf.adapter as hf
+    from visualizer.pipeline import prepare_probe
+    from visualizer.analysis.report_data import build_report_data
+    from visualizer.artefacts.trace import build_trace, dumps, write_trace
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     with tempfile.TemporaryDirectory(prefix="bench-hf-") as tmp:

@@ -31,11 +31,12 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from visualizer import cli, store  # noqa: E402
-from visualizer.attribution import AttributionOptions, attribute  # noqa: E402
+import visualizer.cli as cli  # noqa: E402
+import visualizer.store.traces as store  # noqa: E402
+from visualizer.analysis.attribution import AttributionOptions, attribute  # noqa: E402
 from visualizer.capture import capture  # noqa: E402
-from visualizer.families.nanogpt_model import GPT, GPTConfig  # noqa: E402
-from visualizer.load import load_model  # noqa: E402
+from visualizer.model.nanogpt.model import GPT, GPTConfig  # noqa: E402
+from visualizer.model.registry import load_model  # noqa: E402
 
 VOCAB = sorted(set("\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"))
 PROBE = "ROMEO:\nBut soft, what light through yonder window breaks?"[:48]  # 48 characters

@@ -45,11 +45,13 @@ sys.path.insert(0, str(REPO_ROOT))
 import torch  # noqa: E402
 
 from tests.factories import char_vocab, make_checkpoint  # noqa: E402
-from visualizer import analysis, attribution, report  # noqa: E402
-from visualizer import capture as capture_module  # noqa: E402
-from visualizer.load import load_model  # noqa: E402
-from visualizer.report_data import build_report_data  # noqa: E402
-from visualizer.trace import build_trace  # noqa: E402
+import visualizer.analysis.summary as analysis  # noqa: E402
+import visualizer.analysis.attribution as attribution  # noqa: E402
+import visualizer.pipeline as report  # noqa: E402
+import visualizer.capture as capture_module  # noqa: E402
+from visualizer.model.registry import load_model  # noqa: E402
+from visualizer.analysis.report_data import build_report_data  # noqa: E402
+from visualizer.artefacts.trace import build_trace  # noqa: E402
 
 T_IMPORTED = time.perf_counter()
 

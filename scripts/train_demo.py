@@ -33,7 +33,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))  # so that `visualizer` imports without installing the package
 
-from visualizer.families.nanogpt_model import GPT, GPTConfig  # noqa: E402
+from visualizer.model.nanogpt.model import GPT, GPTConfig  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

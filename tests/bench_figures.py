@@ -25,11 +25,11 @@ def cpu_seconds() -> float:
 def main() -> None:
     start = time.time()
     from tests.factories import make_checkpoint
-    from visualizer import plots
+    import visualizer.figures.plan as plots
     from visualizer.capture import capture
-    from visualizer.load import load_model
-    from visualizer.report_data import build_report_data
-    from visualizer.trace import Probe, build_trace
+    from visualizer.model.registry import load_model
+    from visualizer.analysis.report_data import build_report_data
+    from visualizer.artefacts.trace import Probe, build_trace
 
     imported = time.time() - start
     parser = argparse.ArgumentParser()

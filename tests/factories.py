@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from visualizer.families.nanogpt_model import GPT, GPTConfig
+from visualizer.model.nanogpt.model import GPT, GPTConfig
 
 __all__ = ["make_checkpoint", "char_vocab", "DEFAULT_VOCAB", "WORD_VOCAB", "HOSTILE_VOCAB"]
 

@@ -1,7 +1,7 @@
 """Test helper for the figure tests: what plots.plan_figures reads (trace, tensors, report_data),
 built from a real capture of a random-weight factory checkpoint, plus a PNG chunk reader.
 
-The report_data here is the real one (`visualizer.report_data.build_report_data`), so the
+The report_data here is the real one (`visualizer.analysis.report_data.build_report_data`), so the
 figures are tested against the same contract the report writes.
 """
 
@@ -12,9 +12,9 @@ from pathlib import Path
 
 from tests.factories import make_checkpoint
 from visualizer.capture import capture
-from visualizer.load import load_model
-from visualizer.report_data import build_report_data
-from visualizer.trace import Probe, build_trace
+from visualizer.model.registry import load_model
+from visualizer.analysis.report_data import build_report_data
+from visualizer.artefacts.trace import Probe, build_trace
 
 
 def capture_inputs(folder: Path, probe: str, **model) -> tuple[dict, dict, dict]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import tiktoken
 import torch
 
-from visualizer.families.nanochat_model import GPT, NanochatConfig
+from visualizer.model.nanochat.model import GPT, NanochatConfig
 
 SPECIALS = (
     "<|bos|>", "<|user_start|>", "<|user_end|>", "<|assistant_start|>", "<|assistant_end|>",

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from tests.factories import make_checkpoint
 from visualizer.capture import capture
-from visualizer.load import load_model
-from visualizer.render import render_folder
-from visualizer.report import prepare_probe
-from visualizer.report_data import build_report_data
-from visualizer.trace import build_trace, dumps, write_trace
+from visualizer.model.registry import load_model
+from visualizer.site.report import render_folder
+from visualizer.pipeline import prepare_probe
+from visualizer.analysis.report_data import build_report_data
+from visualizer.artefacts.trace import build_trace, dumps, write_trace
 
 CHAR_VOCAB = sorted(set("\n !',.:;?abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"))
 

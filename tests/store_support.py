@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from visualizer import cli
+import visualizer.cli as cli
 
 from .tiny import make_checkpoint
 

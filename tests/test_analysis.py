@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from visualizer import analysis
+import visualizer.analysis.summary as analysis
 
 
 def causal(rows: torch.Tensor) -> torch.Tensor:
@@ -103,9 +103,9 @@ def test_lens_convergence():
 
 def test_analyze_a_real_capture(tmp_path):
     from visualizer.capture import capture
-    from visualizer.load import load_model
-    from visualizer.report_data import build_report_data
-    from visualizer.trace import Probe, build_trace
+    from visualizer.model.registry import load_model
+    from visualizer.analysis.report_data import build_report_data
+    from visualizer.artefacts.trace import Probe, build_trace
 
     from .tiny import make_checkpoint
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from visualizer import attribution
-from visualizer.attribution import AttributionOptions
+import visualizer.analysis.attribution as attribution
+from visualizer.analysis.attribution import AttributionOptions
 from visualizer.capture import capture
 from visualizer.errors import VisualizerError
-from visualizer.load import load_model
+from visualizer.model.registry import load_model
 
 from .tiny import make_checkpoint
 
@@ -143,7 +143,7 @@ def test_hugging_face_attribution(tmp_path, kind):
     """transformers' trees through inputs_embeds: GPT-2 from zeros, Llama (rotary, RMSNorm first)
     from the BOS embedding."""
     pytest.importorskip("transformers")
-    from visualizer.families import hf
+    import visualizer.model.hf.adapter as hf
 
     from .hf_factories import make_gpt2_folder, make_llama_folder
 

@@ -8,9 +8,9 @@ import torch
 
 from tests.factories import HOSTILE_VOCAB, WORD_VOCAB, make_checkpoint
 from tests.helpers import NANOGPT_FIXTURE, need_fixture
-from visualizer import capture as capture_module
+import visualizer.capture as capture_module
 from visualizer.capture import capture
-from visualizer.load import load_model
+from visualizer.model.registry import load_model
 
 REFERENCE_PROBE = "ROMEO:\nWhat light through yonder window breaks?"
 

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from tests.factories import HOSTILE_VOCAB, make_checkpoint
 from tests.helpers import REPO_ROOT, run_cli
-from visualizer import capture as capture_module
+import visualizer.capture as capture_module
 
 
 @pytest.fixture

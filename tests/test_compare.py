@@ -8,7 +8,9 @@ import shutil
 
 import pytest
 
-from visualizer import cli, compare, store
+import visualizer.cli as cli
+import visualizer.store.compare as compare
+import visualizer.store.traces as store
 from visualizer.errors import VisualizerError
 
 from .store_support import checkpoint, run

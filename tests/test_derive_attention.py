@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 
 from tests.factories import make_checkpoint
-from visualizer import capture as capture_module
-from visualizer.load import load_model
+import visualizer.capture as capture_module
+from visualizer.model.registry import load_model
 
 
 def test_pattern_is_the_textbook_formula_bit_for_bit_and_q_k_untouched(tmp_path):

@@ -12,7 +12,7 @@ from tests.factories import (
     char_vocab,
     make_checkpoint,
 )
-from visualizer.families.nanogpt_model import GPT, GPTConfig
+from visualizer.model.nanogpt.model import GPT, GPTConfig
 
 PREFIX = "_orig_mod."
 

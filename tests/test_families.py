@@ -11,9 +11,9 @@ from tests.factories import make_checkpoint
 from tests.helpers import run_cli
 from tests.nanochat_factory import make_nanochat
 from visualizer.capture import capture
-from visualizer.load import load_model
-from visualizer.report import prepare_probe
-from visualizer.report_data import build_report_data
+from visualizer.model.registry import load_model
+from visualizer.pipeline import prepare_probe
+from visualizer.analysis.report_data import build_report_data
 
 
 def nanogpt(tmp):

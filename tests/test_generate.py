@@ -11,12 +11,12 @@ import torch
 
 from tests.factories import HOSTILE_VOCAB, make_checkpoint
 from tests.helpers import run_cli
-from visualizer import sampling
+import visualizer.generation.sampling as sampling
 from visualizer.capture import capture
-from visualizer.generate import generate
-from visualizer.generation_record import build_record, decode_attention
-from visualizer.load import load_model
-from visualizer.trace import Probe
+from visualizer.generation.decode import generate
+from visualizer.generation.record import build_record, decode_attention
+from visualizer.model.registry import load_model
+from visualizer.artefacts.trace import Probe
 
 VOCAB = list("\n !',.:;?abcdefghijklmnopqrstuvwxyzRO")
 TOL = 1e-4
@@ -283,7 +283,7 @@ def test_long_prompt_word_vocabulary_and_nothing_to_generate(tmp_path):
 
 
 def test_a_wrong_derived_pattern_fails_verification_loudly(tmp_path, model_files, monkeypatch):
-    from visualizer.families.nanogpt import NanoGPTAdapter
+    from visualizer.model.nanogpt.adapter import NanoGPTAdapter
 
     monkeypatch.setattr(NanoGPTAdapter, "attention_scale", lambda self, dims, layer: 2 * dims.d_head**-0.5)
     code, _, stderr = gen_cli(model_files, tmp_path / "g", "--prompt", "o rare", "--max-new-tokens", "3",

@@ -12,10 +12,10 @@ import torch
 from tests.hf_factories import make_gpt2_folder, make_llama_folder
 from tests.helpers import run_cli
 from tests.nanochat_factory import VOCAB_SIZE, make_nanochat
-from visualizer import sampling
+import visualizer.generation.sampling as sampling
 from visualizer.capture import capture
-from visualizer.generate import generate
-from visualizer.load import load_model
+from visualizer.generation.decode import generate
+from visualizer.model.registry import load_model
 
 TOL = 1e-4
 SMALL_CTX = 24

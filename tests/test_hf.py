@@ -17,10 +17,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 from tests.hf_factories import make_gpt2_folder, make_llama_folder  # noqa: E402
 from visualizer.capture import capture  # noqa: E402
 from visualizer.errors import VisualizerError  # noqa: E402
-from visualizer.families import hf  # noqa: E402
-from visualizer.report import prepare_probe, write_report  # noqa: E402
-from visualizer.report_data import build_report_data  # noqa: E402
-from visualizer.tokenizer import readable  # noqa: E402
+import visualizer.model.hf.adapter as hf  # noqa: E402
+from visualizer.pipeline import prepare_probe, write_report  # noqa: E402
+from visualizer.analysis.report_data import build_report_data  # noqa: E402
+from visualizer.model.tokenizer import readable  # noqa: E402
 
 CPU = torch.device("cpu")
 TOL = 1e-4

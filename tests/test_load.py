@@ -13,9 +13,9 @@ import torch
 from tests.factories import make_checkpoint
 from tests.helpers import REPO_ROOT
 from visualizer.errors import VisualizerError
-from visualizer.families.nanogpt_model import GPT, GPTConfig
-from visualizer.load import load_model
-from visualizer.safe_pickle import load_restricted
+from visualizer.model.nanogpt.model import GPT, GPTConfig
+from visualizer.model.registry import load_model
+from visualizer.model.safe_pickle import load_restricted
 
 
 def test_compiled_prefix_and_dtypes_are_reported_in_the_card(tmp_path):
@@ -154,7 +154,7 @@ def test_loading_never_imports_code_beside_the_checkpoint(tmp_path):
     (tmp_path / "model.py").write_text("open('IMPORTED', 'w').write('x')\n")
     (tmp_path / "configurator.py").write_text("open('IMPORTED', 'w').write('x')\n")
     code = (
-        "import sys; from visualizer.load import load_model; "
+        "import sys; from visualizer.model.registry import load_model; "
         f"load_model({str(ckpt)!r}, {str(meta)!r})"
     )
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True,

@@ -18,10 +18,10 @@ from tests.helpers import SHARED, need_fixture, run_cli
 from tests.nanochat_factory import SPECIALS, VOCAB_SIZE, make_nanochat, rewrite_meta, rewrite_state
 from visualizer.capture import capture
 from visualizer.errors import VisualizerError
-from visualizer.families import nanochat
-from visualizer.families.nanochat_model import attention_allowed, rms_norm
-from visualizer.load import detect_family, load_model
-from visualizer.report_data import dot_product_breakdown, topk_table
+import visualizer.model.nanochat.adapter as nanochat
+from visualizer.model.nanochat.model import attention_allowed, rms_norm
+from visualizer.model.registry import detect_family, load_model
+from visualizer.analysis.report_data import dot_product_breakdown, topk_table
 
 FIXTURES = {"original": SHARED / "fixtures" / "nanochat-original", "current": SHARED / "fixtures" / "nanochat-current"}
 PROBE = "The theory: <b>&amp;</b> 'quoted' \"text\" 😀 then\n\ttabs and a <|bos|> that stays text."

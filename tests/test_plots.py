@@ -11,8 +11,9 @@ from PIL import Image
 
 from tests.factories import HOSTILE_VOCAB
 from tests.figure_inputs import capture_inputs, png_chunks
-from visualizer import plots, raster
-from visualizer.glyphs import displayable
+import visualizer.figures.plan as plots
+import visualizer.figures.raster as raster
+from visualizer.figures.glyphs import displayable
 
 PROBE = "first citizen:\nhear me, all!"  # 27 characters of DEFAULT_VOCAB
 LAYERS, HEADS = 2, 2

@@ -16,7 +16,8 @@ import pytest
 from safetensors.numpy import load_file
 
 from tests.site_helpers import CHAR_VOCAB, INJECTION_PROBE, INJECTION_VOCAB, make_report, site_files
-from visualizer import render, viewdata
+import visualizer.site.report as render
+import visualizer.site.viewdata as viewdata
 from visualizer.errors import VisualizerError
 
 PROBE = "ROMEO:\nBut soft, what light through yonder window breaks?"
@@ -240,7 +241,7 @@ def test_a_folder_without_report_data_is_refused(small, tmp_path):
 
 
 def test_rendering_needs_no_torch():
-    code = "import sys, visualizer.render; print('torch' in sys.modules)"
+    code = "import sys, visualizer.site.report; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=str(render.site.TEMPLATES.parent))
     assert out.stdout.strip() == "False"

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from visualizer import sampling
+import visualizer.generation.sampling as sampling
 from visualizer.errors import VisualizerError
-from visualizer.sampling import Settings
+from visualizer.generation.sampling import Settings
 
 
 def logits_of(*values: float) -> torch.Tensor:

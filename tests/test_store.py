@@ -14,7 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from visualizer import cli, store
+import visualizer.cli as cli
+import visualizer.store.traces as store
 from visualizer.errors import VisualizerError
 
 from .store_support import PROBE, checkpoint, only_trace, run
@@ -177,8 +178,8 @@ def test_damaged_trace_is_named_and_the_rest_still_work(damage, stored, store_co
 
 
 def test_render_rebuilds_the_report_without_the_model(stored, tmp_path, monkeypatch, capsys):
-    import visualizer.families.nanogpt as nanogpt
-    import visualizer.families.nanogpt_model as model
+    import visualizer.model.nanogpt.adapter as nanogpt
+    import visualizer.model.nanogpt.model as model
 
     def refuse(*args, **kwargs):
         raise AssertionError("render must not load or run the model")

@@ -7,7 +7,7 @@ import tiktoken
 
 from tests.factories import HOSTILE_VOCAB, WORD_VOCAB
 from visualizer.errors import VisualizerError
-from visualizer.tokenizer import BpeTokenizer, CharTokenizer, WordTokenizer, from_meta, readable
+from visualizer.model.tokenizer import BpeTokenizer, CharTokenizer, WordTokenizer, from_meta, readable
 
 
 def meta_for(vocab):

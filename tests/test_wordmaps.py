@@ -7,8 +7,8 @@ from PIL import Image
 
 from tests.factories import DEFAULT_VOCAB, HOSTILE_VOCAB
 from tests.figure_inputs import png_chunks
-from visualizer.tokenizer import readable
-from visualizer.wordmaps import weights_from_records, word_map
+from visualizer.model.tokenizer import readable
+from visualizer.figures.wordmaps import weights_from_records, word_map
 
 
 def test_char_vocabulary_keeps_single_characters_and_whitespace(tmp_path):

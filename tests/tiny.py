@@ -14,7 +14,7 @@ import torch
 try:
     from tests.factories import make_checkpoint
 except ImportError:  # the shared factory lands from another branch
-    from visualizer.families.nanogpt_model import GPT, GPTConfig
+    from visualizer.model.nanogpt.model import GPT, GPTConfig
 
     def make_checkpoint(dir, *, n_layer=2, n_head=2, n_embd=32, block_size=16, bias=False, vocab=None,
                         seed=0, **_ignored):

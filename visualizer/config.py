@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 
 from dotenv import dotenv_values
 
-from .errors import VisualizerError
-from .readfile import read_text
-from .store import options_from_args as store_options
+from visualizer.errors import VisualizerError
+from visualizer.readfile import read_text
+from visualizer.store.traces import options_from_args as store_options
 
 if TYPE_CHECKING:
-    from .attribution import AttributionOptions
-    from .store import StoreOptions
+    from visualizer.analysis.attribution import AttributionOptions
+    from visualizer.store.traces import StoreOptions
 
 DEFAULT_PROBE = "ROMEO:\nBut soft, what light through yonder window breaks?"
 
@@ -73,7 +73,7 @@ def read_probe_file(path: Path) -> str:
 
 def build_config(args) -> Config:
     """Merge parsed flags (argparse Namespace; None = not given) over env/.env over defaults."""
-    from .attribution import options_from_args as attribution_options  # imports torch: only for a run
+    from visualizer.analysis.attribution import options_from_args as attribution_options  # imports torch: only for a run
 
     env = read_env(Path(args.env_file) if getattr(args, "env_file", None) else None)
     probes = list(args.probe or [])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import VisualizerError
+from visualizer.errors import VisualizerError
 
 
 def read_text(path: Path, where: str) -> str:

@@ -1,0 +1,175 @@
+"""What the report shows that needs the model's weights, computed once at run time and stored as
+`report_data.json`, so a report folder can be rendered again from its files alone.
+
+Contents: next-token candidates at every position, the logit lens after every layer, the
+dot-product breakdown of the top candidates at the last position (by dimension and by component,
+the final norm's scale frozen), nearest vocabulary neighbours of each probe token, the most active
+MLP neurons, residual-stream norms. Every number comes from the adapter's view of the real weights
+and the captured tensors.
+
+What this module does not do: draw (plots.py) or lay out pages (render.py / site.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from visualizer.capture import Cache
+from visualizer.model.base import LoadedModel
+from visualizer.model.tokenizer import Tokenizer, readable
+
+LENS_K = 5
+DLA_CANDIDATES = 5
+DLA_DIMENSIONS = 16
+NEIGHBOURS = 10
+NEURONS = 5
+LN2 = math.log(2)
+
+
+def token_record(tokenizer: Tokenizer, token_id: int, **numbers: float) -> dict:
+    text = tokenizer.token_str(token_id)
+    return {"id": int(token_id), "token": text, "readable": readable(text), **numbers}
+
+
+def topk_table(logits: torch.Tensor, tokenizer: Tokenizer, k: int, logp: torch.Tensor | None = None) -> list[list[dict]]:
+    """[T, vocab] logits -> per position the k most likely tokens with prob and logit."""
+    logp = log_probs(logits) if logp is None else logp
+    values, ids = logp.topk(min(k, logp.shape[-1]), dim=-1)  # [T, k]: the order of the logits
+    probs = values.double().exp().tolist()
+    return [
+        [token_record(tokenizer, i, prob=p, logit=float(logits[t, i])) for p, i in zip(ps, row)]
+        for t, (ps, row) in enumerate(zip(probs, ids.tolist()))
+    ]
+
+
+def log_probs(logits: torch.Tensor) -> torch.Tensor:
+    """[T, vocab] log-softmax in float32 (the precision the model computed its logits in)."""
+    return torch.log_softmax(logits.float(), dim=-1)
+
+
+def entropies(logits: torch.Tensor, logp: torch.Tensor | None = None) -> list[float]:
+    """Entropy in bits of each row's softmax, [T, vocab] -> T floats (one batched pass)."""
+    logp = log_probs(logits) if logp is None else logp
+    return (-(logp.exp() * logp).sum(-1, dtype=torch.float64) / LN2).tolist()
+
+
+def kl_bits(logp: torch.Tensor, logq: torch.Tensor) -> list[float]:
+    """KL(p || q) in bits per row, both given as log-probabilities [T, vocab]."""
+    return ((logp.exp() * (logp - logq)).sum(-1, dtype=torch.float64) / LN2).clamp_min(0).tolist()
+
+
+def logit_lens(loaded: LoadedModel, tensors: dict[str, torch.Tensor]) -> list[dict]:
+    final_logp = log_probs(tensors["logits"])  # [T, vocab], shared by every layer's KL
+    lens = []
+    for layer in range(loaded.dims.n_layer):
+        hook = f"blocks.{layer}.hook_resid_post"
+        logits = loaded.adapter.logits_from_residual(loaded, tensors[hook])  # [T, vocab]
+        logp = log_probs(logits)
+        lens.append(
+            {
+                "layer": layer,
+                "hook": hook,
+                "topk": topk_table(logits, loaded.tokenizer, LENS_K, logp),
+                "entropy_bits": entropies(logits, logp),
+                "kl_to_final": kl_bits(final_logp, logp),
+            }
+        )
+    return lens
+
+
+@torch.no_grad()
+def dot_product_breakdown(loaded: LoadedModel, tensors: dict[str, torch.Tensor], final_top: list[dict]) -> dict:
+    """Each top candidate's logit at the last position as ln_final(x) . W_U[t], split two ways."""
+    adapter, dims = loaded.adapter, loaded.dims
+    resid = adapter.final_residual(tensors, dims)  # [T, d_model]
+    position = resid.shape[0] - 1
+    x = resid[position]  # [d_model]
+    linear, constant = adapter.frozen_final_norm(loaded, x)
+    normalized = linear(x) + constant  # [d_model] == ln_final(x)
+    components = adapter.residual_components(loaded, tensors)  # name -> [T, d_model]
+    names = list(components)
+    pieces = torch.stack([linear(components[n][position]) for n in names])  # [n_components, d_model]
+    w_u = adapter.unembed_weight(loaded)  # [vocab, d_model]
+    cap = adapter.logit_cap(loaded)
+    candidates = []
+    for cand in final_top[:DLA_CANDIDATES]:
+        row = w_u[cand["id"]].double()  # [d_model]
+        products = normalized.double() * row  # [d_model]: ln_final(x)[i] * W_U[t, i]
+        order = products.abs().argsort(descending=True)[:DLA_DIMENSIONS]
+        values = (pieces.double() @ row).tolist()  # [n_components]
+        const = float(constant.double() @ row)
+        raw = float(products.sum())
+        total = sum(values) + const
+        candidates.append(
+            {
+                "id": cand["id"],
+                "token": cand["token"],
+                "readable": cand["readable"],
+                "prob": cand["prob"],
+                "logit": cand["logit"],
+                "raw_logit": raw,
+                "cap": cap,
+                "by_dimension": [{"dim": int(i), "product": float(products[i])} for i in order.tolist()],
+                "dimension_sum": raw,
+                "by_component": [{"name": n, "value": v} for n, v in zip(names, values)],
+                "constant": const,
+                "component_sum": total,
+                "error": abs(total - raw),
+            }
+        )
+    return {"position": position, "candidates": candidates}
+
+
+@torch.no_grad()
+def neighbours(loaded: LoadedModel, ids: list[int]) -> list[list[dict]]:
+    """Nearest rows of the token embedding (cosine) to each probe token's row, itself excluded."""
+    w_e = loaded.adapter.embedding_weight(loaded)  # [vocab, d_model]
+    unit = w_e / w_e.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    unique = sorted(set(ids))
+    cosine = unit[unique] @ unit.T  # [n_unique, vocab], one matrix product for the whole probe
+    cosine[torch.arange(len(unique)), torch.tensor(unique)] = -math.inf
+    values, order = cosine.topk(min(NEIGHBOURS, cosine.shape[-1] - 1), dim=-1)
+    table = {
+        token_id: [token_record(loaded.tokenizer, i, cosine=float(c)) for c, i in zip(vs, os)]
+        for token_id, vs, os in zip(unique, values.tolist(), order.tolist())
+    }
+    return [table[token_id] for token_id in ids]
+
+
+def top_neurons(loaded: LoadedModel, tensors: dict[str, torch.Tensor]) -> dict[str, list]:
+    out = {}
+    for layer in range(loaded.dims.n_layer):
+        post = tensors[f"blocks.{layer}.mlp.hook_post"]  # [T, d_mlp]
+        values, order = post.topk(min(NEURONS, post.shape[-1]), dim=-1)
+        out[str(layer)] = [
+            [{"neuron": int(n), "value": float(v)} for v, n in zip(vs, ns)]
+            for vs, ns in zip(values.tolist(), order.tolist())
+        ]
+    return out
+
+
+def residual_norms(loaded: LoadedModel, tensors: dict[str, torch.Tensor]) -> dict[str, list[float]]:
+    out = {}
+    for layer in range(loaded.dims.n_layer):
+        for hook in ("hook_resid_pre", "hook_resid_mid", "hook_resid_post"):
+            name = f"blocks.{layer}.{hook}"
+            out[name] = torch.linalg.vector_norm(tensors[name].double(), dim=-1).tolist()
+    return out
+
+
+def build_report_data(loaded: LoadedModel, cache: Cache, ids: list[int], top_k: int = 10) -> dict:
+    tensors = cache.tensors
+    logits = tensors["logits"]  # [T, vocab]
+    logp = log_probs(logits)
+    final_topk = topk_table(logits, loaded.tokenizer, top_k, logp)
+    return {
+        "positions": int(logits.shape[0]),
+        "final": {"topk": final_topk, "entropy_bits": entropies(logits, logp)},
+        "logit_lens": logit_lens(loaded, tensors),
+        "dla": dot_product_breakdown(loaded, tensors, final_topk[-1]),
+        "neighbours": neighbours(loaded, ids),
+        "neurons": top_neurons(loaded, tensors),
+        "resid_norms": residual_norms(loaded, tensors),
+    }

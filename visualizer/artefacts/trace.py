@@ -1,0 +1,128 @@
+"""The run's data files: `trace.json` (what was run and what it showed) and
+`activations.safetensors` (every captured tensor, float32, TransformerLens names).
+
+Both are byte-deterministic for the same inputs: sorted keys, no clock, no absolute paths.
+What this module does not do: decide how anything looks (site.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from visualizer import __version__
+from visualizer.analysis.stats import summarize
+from visualizer.capture import Cache
+from visualizer.errors import VisualizerError
+from visualizer.model.base import LoadedModel
+from visualizer.analysis.report_data import topk_table
+from visualizer.model.tokenizer import readable
+
+TRACE_FORMAT = 1
+
+
+@dataclass
+class Probe:
+    """A probe as run: the text, its ids after truncation to the context, and what was dropped."""
+
+    text: str
+    ids: list[int]
+    dropped_ids: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    chat: bool = False  # text is a user message, rendered as the family's chat turn
+
+
+def _finite(obj):
+    """JSON has no NaN or infinity: write them as strings so a broken model still gets a trace."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def dumps(obj, compact: bool = False) -> str:
+    """Deterministic JSON; `compact` drops the indentation for large machine-read files."""
+    layout = {"separators": (",", ":")} if compact else {"indent": 1}
+    return json.dumps(_finite(obj), sort_keys=True, ensure_ascii=False, allow_nan=False, **layout) + "\n"
+
+
+def model_header(loaded: LoadedModel, fmt: int) -> dict:
+    """What every data file says about the tool and the model it describes."""
+    return {
+        "format": fmt,
+        "tool": {"name": "visualizer", "version": __version__},
+        "family": loaded.family,
+        "model_name": loaded.name,
+        "model": loaded.card,
+        "dims": vars(loaded.dims),
+    }
+
+
+def build_trace(loaded: LoadedModel, probe: Probe, cache: Cache, top_k: int = 10) -> dict:
+    tok = loaded.tokenizer
+    tokens = [tok.token_str(i) for i in probe.ids]
+    return {
+        **model_header(loaded, TRACE_FORMAT),
+        "probe": probe.text,
+        **({"chat": True} if probe.chat else {}),
+        "tokens": tokens,
+        "tokens_readable": [readable(t) for t in tokens],
+        "token_ids": list(probe.ids),
+        # positions of marker tokens, so views can hide attention to them (a BOS attention sink)
+        "bos_position": 0 if probe.ids and tok.bos_id is not None and probe.ids[0] == tok.bos_id else None,
+        "special_positions": [i for i, t in enumerate(probe.ids) if t in tok.special_ids],
+        "dropped_tokens": len(probe.dropped_ids),
+        "dropped_token_ids": list(probe.dropped_ids),
+        "warnings": list(probe.warnings),
+        "verification": cache.verification,
+        "verification_passed": cache.passed,
+        "next_tokens": topk_table(cache["logits"][-1:], tok, top_k)[0],
+        "tensors": summarize(cache.tensors),
+    }
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], dtype: torch.dtype = torch.float32) -> None:
+    """name -> tensor as safetensors, byte-deterministic: sorted names, every tensor cast to `dtype`
+    in its own contiguous storage (the store keeps float16 copies with it)."""
+    out, seen = {}, set()
+    for name, t in sorted(tensors.items()):
+        t = t.to(dtype).contiguous()
+        if t.data_ptr() in seen:  # resid_pre[l+1] is resid_post[l]: safetensors wants its own copy
+            t = t.clone()
+        seen.add(t.data_ptr())
+        out[name] = t
+    # one metadata key only: safetensors writes a map's keys in no fixed order
+    save_file(out, str(path), metadata={"writer": f"visualizer {__version__}"})
+
+
+def write_activations(path: Path, cache: Cache) -> None:
+    save_tensors(path, cache.tensors, torch.float32)
+
+
+def write_trace(folder: Path, trace: dict, cache: Cache) -> None:
+    (folder / "trace.json").write_text(dumps(trace), encoding="utf-8")
+    write_activations(folder / "activations.safetensors", cache)
+
+
+def read_activations(path: Path, owner: str) -> dict[str, torch.Tensor]:
+    """name -> float32 tensor from an activations file (stored float16 is widened), or a
+    VisualizerError '<owner>: activations.safetensors: <problem>' for a missing or damaged file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise VisualizerError(f"{owner}: {path.name}: missing")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise VisualizerError(f"{owner}: {path.name}: not a readable safetensors file ({first[:160]})") from None
+    return {name: t.to(torch.float32) for name, t in tensors.items()}

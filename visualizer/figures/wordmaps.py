@@ -1,0 +1,137 @@
+"""Word maps: tokens drawn with size proportional to a weight (wordcloud), as small deterministic PNGs.
+
+`word_map(weights, path, ...)` draws one map from readable token -> weight (only positive weights
+are drawn; nothing is tokenised or filtered, so single characters, punctuation and whitespace
+symbols all appear). Layout is seeded, colours follow the weight, the PNG carries no metadata:
+same inputs, same bytes. A header strip names what the map shows (tensor, weights).
+
+`weights_from_records` turns report_data token records into map weights with readable, drawable
+keys. `save_png` is the one PNG writer for every figure (palette PNG, no text chunks).
+
+What this module does not do: compute weights from the model (report_data.py), plot matrices
+(plots.py), or escape HTML (templates).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from wordcloud import WordCloud
+
+from visualizer.figures.glyphs import displayable, font_path
+from visualizer.model.tokenizer import readable
+
+HEADER_PX = 40
+TOKEN_LIMIT = 32  # characters of a token shown in a map (longer ones end with '…')
+_LIGHT, _DARK = np.array([120, 170, 210]), np.array([8, 40, 100])  # small weight -> large weight
+
+
+def save_png(image: Image.Image, path: Path, colors: int = 256) -> None:
+    """Write `image` as a palette PNG (<= `colors` colours, no dithering, no text or time chunks)."""
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    quantized = image.quantize(colors=colors, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+    quantized.save(path, format="PNG", compress_level=6)
+
+
+@functools.lru_cache(maxsize=8)
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(font_path()), size)
+
+
+def weights_from_records(records, key: str = "prob", *, limit: int = TOKEN_LIMIT) -> dict[str, float]:
+    """Token records ({'token' or 'readable', key: weight}) -> {displayable readable token: summed weight}.
+
+    Records for the same token add up; negative weights are dropped (a map cannot draw them)."""
+    out: dict[str, float] = {}
+    for record in records:
+        text = record.get("readable") or readable(record["token"])
+        label = displayable(text, limit)
+        weight = float(record[key])
+        if weight > 0:
+            out[label] = out.get(label, 0.0) + weight
+    return out
+
+
+def _colour_for(weights: dict[str, float]):
+    top = max(weights.values())
+
+    def colour(word, font_size, position, orientation, random_state=None, **kwargs):
+        share = weights.get(word, 0.0) / top  # 0..1
+        rgb = _LIGHT + (_DARK - _LIGHT) * share**0.5
+        return "#%02x%02x%02x" % tuple(int(round(c)) for c in rgb)
+
+    return colour
+
+
+def _header(image: Image.Image, title: str, subtitle: str) -> Image.Image:
+    out = Image.new("RGB", (image.width, image.height + HEADER_PX), "white")
+    out.paste(image, (0, HEADER_PX))
+    draw = ImageDraw.Draw(out)
+    draw.text((8, 4), displayable(title), fill=(20, 20, 20), font=_font(14))
+    draw.text((8, 22), displayable(subtitle), fill=(90, 90, 90), font=_font(11))
+    return out
+
+
+def word_map(
+    weights: dict[str, float],
+    path: Path,
+    *,
+    seed: int = 0,
+    width: int = 640,
+    height: int = 300,
+    title: str = "",
+    subtitle: str = "",
+    max_words: int = 150,
+) -> list[str]:
+    """Draw `weights` (label -> weight; labels should already be readable) as a PNG at `path`.
+
+    Labels are made drawable (glyphs the font lacks become <U+XXXX>) and cut to TOKEN_LIMIT
+    characters; labels that end up equal add their weights. Only the `max_words` largest positive
+    weights are drawn, largest first; ties are broken by label so the layout never depends on dict
+    order. With no positive weight the map says so instead of failing. Returns the labels drawn,
+    largest first (wordcloud leaves out words that no longer fit)."""
+    merged: dict[str, float] = {}
+    for label, weight in weights.items():
+        weight = float(weight)
+        if weight > 0 and np.isfinite(weight):
+            key = displayable(label, TOKEN_LIMIT)
+            merged[key] = merged.get(key, 0.0) + weight
+    ranked = sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))[:max_words]
+    drawn: list[str] = []
+    if ranked:
+        frequencies = dict(ranked)
+        # when words did not all fit (wordcloud stops at min_font_size), try again with smaller
+        # big words and sizes that depend less on the weight: every word drawn beats exact sizes
+        for divisor, scaling in ((3, 0.6), (4, 0.4), (5, 0.2), (6, 0.0)):
+            cloud = WordCloud(
+                font_path=str(font_path()),
+                width=width,
+                height=height,
+                background_color="white",
+                prefer_horizontal=1.0,
+                min_font_size=8,
+                max_font_size=max(12, height // divisor),
+                max_words=max_words,
+                random_state=seed,
+                relative_scaling=scaling,
+                margin=4,
+                color_func=_colour_for(frequencies),
+                collocations=False,
+                normalize_plurals=False,
+                repeat=False,
+            )
+            cloud.generate_from_frequencies(frequencies)
+            drawn = [word for (word, _), *_ in cloud.layout_]
+            if len(drawn) == len(frequencies):
+                break
+        body = cloud.to_image()
+    else:
+        body = Image.new("RGB", (width, height), "white")
+        message = "(no positive weights to draw)"
+        ImageDraw.Draw(body).text((12, height // 2 - 8), message, fill=(120, 120, 120), font=_font(14))
+    save_png(_header(body, title, subtitle), Path(path))
+    return drawn

@@ -1,0 +1,347 @@
+"""nanoGPT: read `ckpt.pt` (+ `meta.pkl`) as nanoGPT's `train.py` writes them, and say where each
+activation lives in our mirror of its module tree (`nanogpt_model.py`).
+
+Handles: the `_orig_mod.` prefix of compiled runs, bias on or off, any shape, tied embeddings,
+optimizer state present or not, float32/bfloat16/float16 weights (analysis runs in float32), the
+causal-mask buffer older PyTorch versions saved. Refuses, naming the key: a key we do not know, a
+missing key, a shape that does not fit `model_args`.
+
+What this module does not do: execute or import anything from the checkpoint's folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+from visualizer.errors import VisualizerError
+from visualizer.model.safe_pickle import load_restricted
+from visualizer.model.tokenizer import Tokenizer, from_meta, gpt2_bpe_offline
+from visualizer.model.base import Adapter, Dims, HookSpec, KVCache, LoadedModel, StepOutput, slug
+from visualizer.model.decompose import add_attention_pieces, frozen_layer_norm
+from visualizer.model.nanogpt.model import GPT, GPTConfig
+
+REQUIRED_ARGS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")
+COMPILED_PREFIX = "_orig_mod."
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_name(checkpoint: Path) -> str:
+    """A short folder name: the checkpoint's folder, plus its stem when it is not ckpt.pt."""
+    parent = checkpoint.resolve().parent.name
+    stem = checkpoint.stem
+    return slug(parent if stem == "ckpt" else f"{parent}-{stem}")
+
+
+def torch_load(path: Path, device: torch.device) -> object:
+    """`torch.load(weights_only=True)`, its failures told as one-line VisualizerErrors."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except PermissionError:
+        raise VisualizerError(f"{path}: checkpoint is not readable (permission denied)") from None
+    except Exception as e:  # corrupt zip, truncated file, disallowed global under weights_only
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise VisualizerError(f"{path}: not a loadable torch checkpoint ({first[:200]})") from None
+
+
+def read_checkpoint(path: Path, device: torch.device) -> dict:
+    if not path.exists():
+        raise VisualizerError(f"{path}: checkpoint not found")
+    if not path.is_file():
+        raise VisualizerError(f"{path}: checkpoint is not a file")
+    ckpt = torch_load(path, device)
+    if not isinstance(ckpt, dict):
+        raise VisualizerError(f"{path}: not a nanoGPT checkpoint (a {type(ckpt).__name__}, expected a dict)")
+    for key in ("model", "model_args"):
+        if key not in ckpt:
+            raise VisualizerError(f"{path}: not a nanoGPT checkpoint: missing key '{key}'")
+    return ckpt
+
+
+def read_config(path: Path, model_args: object) -> GPTConfig:
+    if not isinstance(model_args, dict):
+        raise VisualizerError(f"{path}: key 'model_args' is not a dict")
+    for key in REQUIRED_ARGS:
+        value = model_args.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise VisualizerError(f"{path}: model_args['{key}'] must be a positive integer, found {value!r}")
+    if model_args["n_embd"] % model_args["n_head"]:
+        raise VisualizerError(
+            f"{path}: model_args n_embd={model_args['n_embd']} is not a multiple of n_head={model_args['n_head']}"
+        )
+    return GPTConfig(
+        block_size=model_args["block_size"],
+        vocab_size=model_args["vocab_size"],
+        n_layer=model_args["n_layer"],
+        n_head=model_args["n_head"],
+        n_embd=model_args["n_embd"],
+        dropout=float(model_args.get("dropout", 0.0) or 0.0),
+        bias=bool(model_args.get("bias", True)),
+    )
+
+
+def clean_state_dict(path: Path, state: object, model: GPT) -> tuple[dict, dict]:
+    """Strip compile prefixes, drop saved causal masks, check every key and shape, cast to float32."""
+    if not isinstance(state, dict):
+        raise VisualizerError(f"{path}: key 'model' is not a state dict")
+    expected = model.state_dict()
+    facts = {"compiled_prefix": False, "weights_dtype": None}
+    cleaned = {}
+    for raw_key, tensor in state.items():
+        key = raw_key
+        while key.startswith(COMPILED_PREFIX):
+            key, facts["compiled_prefix"] = key[len(COMPILED_PREFIX) :], True
+        if not isinstance(tensor, torch.Tensor):
+            raise VisualizerError(f"{path}: state-dict key '{raw_key}' is not a tensor")
+        if re.fullmatch(r"transformer\.h\.\d+\.attn\.bias", key) and tensor.dim() == 4:
+            continue  # the causal mask buffer PyTorch < 2 runs saved; we always mask causally
+        if key not in expected:
+            raise VisualizerError(f"{path}: unexpected state-dict key '{raw_key}' (not nanoGPT's, or model_args disagree)")
+        if tuple(tensor.shape) != tuple(expected[key].shape):
+            raise VisualizerError(
+                f"{path}: state-dict key '{raw_key}' has shape {tuple(tensor.shape)}, "
+                f"model_args imply {tuple(expected[key].shape)}"
+            )
+        if tensor.dtype not in FLOAT_DTYPES:
+            raise VisualizerError(f"{path}: state-dict key '{raw_key}' has dtype {tensor.dtype}, expected floats")
+        facts["weights_dtype"] = facts["weights_dtype"] or str(tensor.dtype).replace("torch.", "")
+        cleaned[key] = tensor.to(torch.float32)
+    tied = ("transformer.wte.weight", "lm_head.weight")
+    if tied[0] in cleaned and tied[1] in cleaned and not torch.equal(cleaned[tied[0]], cleaned[tied[1]]):
+        raise VisualizerError(f"{path}: 'lm_head.weight' differs from 'transformer.wte.weight'; nanoGPT ties them")
+    for a, b in (tied, tied[::-1]):
+        if a in cleaned and b not in cleaned:
+            cleaned[b] = cleaned[a]
+    missing = [k for k in expected if k not in cleaned]
+    if missing:
+        raise VisualizerError(f"{path}: missing state-dict key '{missing[0]}'" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    return cleaned, facts
+
+
+def find_meta(checkpoint: Path, ckpt: dict) -> Path | None:
+    """meta.pkl beside the checkpoint, then data/<dataset>/meta.pkl as nanoGPT lays it out."""
+    beside = checkpoint.parent / "meta.pkl"
+    if beside.is_file():
+        return beside
+    config = ckpt.get("config")
+    dataset = config.get("dataset") if isinstance(config, dict) else None
+    if isinstance(dataset, str) and dataset and "/" not in dataset and dataset not in ("..", "."):
+        for root in (Path.cwd(), *checkpoint.resolve().parents):
+            candidate = root / "data" / dataset / "meta.pkl"
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def read_tokenizer(meta_path: Path | None, vocab_size: int) -> Tokenizer:
+    if meta_path is None:
+        tokenizer = gpt2_bpe_offline()
+    else:
+        if not meta_path.is_file():
+            raise VisualizerError(f"{meta_path}: meta.pkl not found")
+        meta = load_restricted(meta_path)
+        tokenizer = from_meta(meta, str(meta_path))
+        declared = meta.get("vocab_size", tokenizer.vocab_size)
+        if declared != vocab_size:
+            raise VisualizerError(
+                f"{meta_path}: vocab_size {declared} does not match the checkpoint's vocab_size {vocab_size}"
+            )
+        too_big = [i for i in tokenizer.itos if not 0 <= i < vocab_size]
+        if too_big:
+            raise VisualizerError(f"{meta_path}: token id {too_big[0]} is outside the checkpoint's vocab of {vocab_size}")
+    if tokenizer.vocab_size > vocab_size:
+        raise VisualizerError(
+            f"tokenizer has {tokenizer.vocab_size} tokens but the checkpoint's vocab_size is {vocab_size}"
+        )
+    return tokenizer
+
+
+def load(checkpoint: Path, meta: Path | None, device: torch.device) -> LoadedModel:
+    checkpoint = Path(checkpoint)
+    ckpt = read_checkpoint(checkpoint, device)
+    config = read_config(checkpoint, ckpt["model_args"])
+    model = GPT(config)
+    state, facts = clean_state_dict(checkpoint, ckpt["model"], model)
+    model.load_state_dict(state, strict=True)
+    model.to(device).eval()
+    meta_path = Path(meta) if meta else find_meta(checkpoint, ckpt)
+    tokenizer = read_tokenizer(meta_path, config.vocab_size)
+    best = ckpt.get("best_val_loss")
+    best = float(best.item() if isinstance(best, torch.Tensor) else best) if best is not None else None
+    train_config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
+    dims = Dims(
+        n_layer=config.n_layer,
+        n_head=config.n_head,
+        n_kv_head=config.n_head,
+        d_head=config.n_embd // config.n_head,
+        d_model=config.n_embd,
+        d_mlp=4 * config.n_embd,
+        n_ctx=config.block_size,
+        vocab_size=config.vocab_size,
+    )
+    card = {
+        "family": "nanogpt",
+        "checkpoint_file": checkpoint.name,
+        "checkpoint_sha256": file_sha256(checkpoint),
+        "meta_file": meta_path.name if meta_path else None,
+        "model_args": {k: ckpt["model_args"][k] for k in sorted(ckpt["model_args"]) if isinstance(ckpt["model_args"][k], (int, float, bool, str))},
+        "iter_num": int(ckpt["iter_num"]) if isinstance(ckpt.get("iter_num"), int) else None,
+        "best_val_loss": best,
+        "dataset": train_config.get("dataset") if isinstance(train_config.get("dataset"), str) else None,
+        "n_params": model.num_params(),
+        "weights_dtype": facts["weights_dtype"],
+        "compiled_prefix": facts["compiled_prefix"],
+        "has_optimizer_state": "optimizer" in ckpt,
+        "tokenizer": tokenizer.describe(),
+        "positions": "learned",
+    }
+    return LoadedModel(
+        family="nanogpt",
+        name=model_name(checkpoint),
+        model=model,
+        tokenizer=tokenizer,
+        dims=dims,
+        card=card,
+        device=device,
+        adapter=NanoGPTAdapter(),
+    )
+
+
+def block_specs(layer: int, qkv: list[HookSpec], heads) -> list[HookSpec]:
+    """The hooks of a block laid out as nanoGPT's (`transformer.h.{l}` with ln_1, attn.c_proj, ln_2,
+    mlp.c_fc, mlp.c_proj), given the family's own specs for q, k and v; `heads` splits z."""
+    m, b = f"transformer.h.{layer}", f"blocks.{layer}"
+    return [
+        HookSpec(m, "input", (f"{b}.hook_resid_pre",)),
+        HookSpec(f"{m}.ln_1", "output", (f"{b}.ln1.hook_normalized",)),
+        *qkv,
+        HookSpec(f"{m}.attn.c_proj", "input", (f"{b}.attn.hook_z",), heads),
+        HookSpec(f"{m}.attn", "output", (f"{b}.hook_attn_out",)),
+        HookSpec(f"{m}.ln_2", "input", (f"{b}.hook_resid_mid",)),
+        HookSpec(f"{m}.ln_2", "output", (f"{b}.ln2.hook_normalized",)),
+        HookSpec(f"{m}.mlp.c_fc", "output", (f"{b}.mlp.hook_pre",)),
+        HookSpec(f"{m}.mlp.c_proj", "input", (f"{b}.mlp.hook_post",)),
+        HookSpec(f"{m}.mlp", "output", (f"{b}.hook_mlp_out",)),
+        HookSpec(m, "output", (f"{b}.hook_resid_post",)),
+    ]
+
+
+class NanoGPTAdapter(Adapter):
+    """Where each TransformerLens-named activation lives in nanoGPT's module tree."""
+
+    def hook_specs(self, dims: Dims) -> list[HookSpec]:
+        nh, hs, C = dims.n_head, dims.d_head, dims.d_model
+
+        def heads(t):  # [T, C] -> [T, n_head, d_head]
+            return (t.view(t.shape[0], nh, hs),)
+
+        def qkv(t):  # [T, 3C] -> q, k, v each [T, n_head, d_head]
+            return tuple(part.reshape(t.shape[0], nh, hs) for part in t.split(C, dim=-1))
+
+        specs = [
+            HookSpec("transformer.wte", "output", ("hook_embed",)),
+            HookSpec("transformer.wpe", "output", ("hook_pos_embed",), batched=False),
+        ]
+        for layer in range(dims.n_layer):
+            m, b = f"transformer.h.{layer}", f"blocks.{layer}"
+            names = (f"{b}.attn.hook_q", f"{b}.attn.hook_k", f"{b}.attn.hook_v")
+            specs += block_specs(layer, [HookSpec(f"{m}.attn.c_attn", "output", names, qkv)], heads)
+        specs += [
+            HookSpec("transformer.ln_f", "output", ("ln_final.hook_normalized",)),
+            HookSpec("lm_head", "output", ("logits",)),
+        ]
+        return specs
+
+    def plain_forward(self, loaded: LoadedModel, ids: torch.Tensor) -> torch.Tensor:
+        logits, _ = loaded.model(ids[None])
+        return logits[0]
+
+    def forward_from_embeddings(self, loaded: LoadedModel, ids: torch.Tensor, tok_emb: torch.Tensor,
+                                positions: list[int] | None = None) -> torch.Tensor:
+        return loaded.model.forward_from_embeddings(tok_emb, positions)  # reads nothing else from the ids
+
+    @torch.no_grad()
+    def logits_from_residual(self, loaded: LoadedModel, resid: torch.Tensor) -> torch.Tensor:
+        m = loaded.model
+        return m.lm_head(m.transformer.ln_f(resid.to(loaded.device))).to("cpu", torch.float32)
+
+    def embedding_weight(self, loaded: LoadedModel) -> torch.Tensor:
+        return loaded.model.transformer.wte.weight.detach().to("cpu", torch.float32)
+
+    def unembed_weight(self, loaded: LoadedModel) -> torch.Tensor:
+        return loaded.model.lm_head.weight.detach().to("cpu", torch.float32)
+
+    @torch.no_grad()
+    def residual_components(self, loaded: LoadedModel, cache_tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        dims = loaded.dims
+        parts = {"embed": cache_tensors["hook_embed"], "pos_embed": cache_tensors["hook_pos_embed"]}
+        for layer in range(dims.n_layer):
+            c_proj = loaded.model.transformer.h[layer].attn.c_proj  # nn.Linear: weight [d_model, d_model]
+            w_o = c_proj.weight.detach().to("cpu", torch.float32).T.reshape(dims.n_head, dims.d_head, dims.d_model)
+            bias = c_proj.bias.detach().to("cpu", torch.float32) if c_proj.bias is not None else None
+            add_attention_pieces(parts, layer, cache_tensors[f"blocks.{layer}.attn.hook_z"], w_o, bias)
+            parts[f"L{layer}.mlp"] = cache_tensors[f"blocks.{layer}.hook_mlp_out"]
+        return parts
+
+    def frozen_final_norm(self, loaded: LoadedModel, x: torch.Tensor):
+        ln_f = loaded.model.transformer.ln_f
+        weight = ln_f.weight.detach().to("cpu", torch.float32)
+        bias = ln_f.bias.detach().to("cpu", torch.float32) if ln_f.bias is not None else None
+        return frozen_layer_norm(x, weight, bias, 1e-5)  # LayerNorm's own eps
+
+    @torch.inference_mode()
+    def step(self, loaded: LoadedModel, cache: KVCache, new_ids: torch.Tensor) -> StepOutput:
+        """nanoGPT's forward for the new positions, block by block through our module tree's own
+        submodules (ln_1, c_attn, c_proj, ln_2, mlp, ln_f, lm_head), with keys and values cached."""
+        m, dims = loaded.model, loaded.dims
+        nh, hs, C = dims.n_head, dims.d_head, dims.d_model
+        start, new = cache.length, int(new_ids.shape[0])
+        T = start + new
+        assert T <= dims.n_ctx, f"cache of {start} + {new} positions passes block_size {dims.n_ctx}"
+        ids = new_ids.to(loaded.device)[None]  # [1, new]
+        pos = torch.arange(start, T, dtype=torch.long, device=loaded.device)  # [new]
+        x = m.transformer.wte(ids) + m.transformer.wpe(pos)  # [1, new, C]
+        # query at position start+i sees keys 0..start+i; one new query sees every cached key
+        allowed = self.attention_mask(0, T, loaded.device)[start:T] if new > 1 else None  # [new, T]
+        mask = allowed if start > 0 else None  # a prefill from 0 is the full forward's is_causal call
+        patterns, zs, values, resids = [], [], [], []
+        for layer, block in enumerate(m.transformer.h):
+            q, k, v = block.attn.c_attn(block.ln_1(x)).split(C, dim=2)  # each [1, new, C]
+            q = q.view(1, new, nh, hs).transpose(1, 2)  # [1, nh, new, hs]
+            cache.keys[layer][:, start:T] = k.view(new, nh, hs).transpose(0, 1)
+            cache.values[layer][:, start:T] = v.view(new, nh, hs).transpose(0, 1)
+            keys = cache.keys[layer][None, :, :T]  # [1, nh, T, hs]
+            vals = cache.values[layer][None, :, :T]  # [1, nh, T, hs]
+            y = F.scaled_dot_product_attention(
+                q, keys, vals, attn_mask=mask, dropout_p=0.0, is_causal=start == 0 and new > 1
+            )  # [1, nh, new, hs]: the same kernel call as the full forward
+            scores = (q[0] @ keys[0].transpose(-1, -2)) * self.attention_scale(dims, layer)  # [nh, new, T]
+            if allowed is not None:
+                scores = scores.masked_fill(~allowed, float("-inf"))
+            patterns.append(torch.softmax(scores, dim=-1))
+            zs.append(y[0].transpose(0, 1))  # [new, nh, hs]
+            values.append(vals[0].transpose(0, 1))  # [T, nh, hs]
+            x = x + block.attn.c_proj(y.transpose(1, 2).reshape(1, new, C))  # resid_mid
+            x = x + block.mlp(block.ln_2(x))  # resid_post
+            resids.append(x[0])
+        cache.length = T
+        logits = m.lm_head(m.transformer.ln_f(x))[0]  # [new, vocab]
+        return StepOutput(
+            logits=logits,
+            pattern=torch.stack(patterns),  # [n_layer, nh, new, T]
+            z=torch.stack(zs),  # [n_layer, new, nh, hs]
+            values=values,
+            resid_post=torch.stack(resids),  # [n_layer, new, C]
+        )

@@ -1,0 +1,123 @@
+"""The generation view: `generation.json`'s record -> `index.html` (templates/generation.html) with
+its data inline and `assets/generation.js` for the interactive parts.
+
+Rendering needs only the record (the folder's files), never the model. The browser gets a compact
+copy of the record: candidates as [id, probability] pairs with one id -> readable-token table, and
+attention rows as uint8 scaled to each row's maximum (value = byte / 255 * row max), base64; the
+page says so. Probabilities shown as numbers come from the record unchanged.
+
+What this module does not do: generate (generate.py) or draw PNGs (generation_figures.py).
+"""
+
+from __future__ import annotations
+
+import base64
+
+import markupsafe
+import numpy as np
+
+from visualizer import __version__
+import visualizer.site.common as site
+from visualizer.generation.record import decode_attention
+
+# ColorBrewer YlGnBu (9 classes): a sequential scale for probabilities, light = unlikely
+PROB_COLOURS = ["#ffffd9", "#edf8b1", "#c7e9b4", "#7fcdbb", "#41b6c4", "#1d91c0", "#225ea8", "#253494", "#081d58"]
+
+CONTROL_NAMES = {
+    "repetition_penalty": "repetition penalty",
+    "no_repeat_ngram": "no-repeat n-gram block",
+    "temperature": "temperature",
+    "top_k": "top-k",
+    "top_p": "top-p",
+}
+
+
+def prob_colour(p: float) -> tuple[str, str]:
+    """(background, text colour) for a probability in [0, 1]."""
+    p = min(1.0, max(0.0, float(p)))
+    return PROB_COLOURS[min(len(PROB_COLOURS) - 1, int(p * len(PROB_COLOURS)))], ("#fff" if p >= 5 / 9 else "#111")
+
+
+def quantize_rows(attention: np.ndarray) -> tuple[str, list[float]]:
+    """[n_layer, n_head, T] float -> (base64 of uint8 [n_layer * n_head * T], per-row maxima)."""
+    rows = attention.reshape(-1, attention.shape[-1]).astype(np.float64)  # [L*H, T]
+    peak = rows.max(axis=1)  # [L*H]
+    safe = np.where(peak > 0, peak, 1.0)
+    codes = np.rint(rows / safe[:, None] * 255).clip(0, 255).astype(np.uint8)
+    return base64.b64encode(codes.tobytes()).decode("ascii"), [round(float(m), 7) for m in peak]
+
+
+def browser_data(record: dict) -> dict:
+    """The compact inline JSON the page's script reads."""
+    vocab: dict[str, str] = {}
+
+    def name(token_id: int, readable: str) -> int:
+        vocab[str(token_id)] = readable
+        return token_id
+
+    def pairs(candidates: list[dict]) -> list[list]:
+        return [[name(c["id"], c["readable"]), c["prob"]] for c in candidates]
+
+    for token_id, readable in zip(record["prompt_ids"], record["prompt_tokens_readable"]):
+        name(token_id, readable)
+    steps = []
+    for s in record["steps"]:
+        name(s["id"], s["readable"])
+        att, scale = quantize_rows(decode_attention(s["attention"]))
+        steps.append(
+            {
+                "id": s["id"],
+                "p": s["prob"],
+                "ps": s["sampled_prob"],
+                "logit": s["logit"],
+                "rank": s["rank"],
+                "H": s["entropy_bits"],
+                "Hs": s["sampled_entropy_bits"],
+                "cs": s["context_start"],
+                "T": s["context_length"],
+                "slid": s["slid"],
+                "before": pairs(s["candidates_before"]),
+                "after": pairs(s["candidates_after"]),
+                "controls": [[CONTROL_NAMES.get(c["control"], c["control"]), pairs(c["candidates"])] for c in s["controls"]],
+                "lens": [[pairs(l["top"]), l["chosen_prob"], l["chosen_rank"]] for l in s["logit_lens"]],
+                "att": att,
+                "scale": scale,
+            }
+        )
+    return {
+        "n_layer": record["dims"]["n_layer"],
+        "n_head": record["dims"]["n_head"],
+        "prompt": list(record["prompt_ids"]),
+        "vocab": vocab,
+        "greedy": record["settings"]["temperature"] == 0,
+        "steps": steps,
+    }
+
+
+def page_model(record: dict, snapshots: list[dict]) -> dict:
+    prompt_tokens = [{"readable": r, "id": i} for r, i in zip(record["prompt_tokens_readable"], record["prompt_ids"])]
+    generated = []
+    for s in record["steps"]:
+        background, colour = prob_colour(s["prob"])
+        generated.append({"readable": s["readable"], "id": s["id"], "prob": s["prob"], "step": s["step"],
+                          "style": f"background:{background};color:{colour}"})
+    legend = [{"label": f"{i / len(PROB_COLOURS):.2f}–{(i + 1) / len(PROB_COLOURS):.2f}", "colour": c,
+               "text": prob_colour((i + 0.5) / len(PROB_COLOURS))[1]} for i, c in enumerate(PROB_COLOURS)]
+    settings = record["settings"]
+    return {
+        "record": record,
+        "settings": settings,
+        "prompt_tokens": prompt_tokens,
+        "generated": generated,
+        "legend": legend,
+        "snapshots": snapshots,
+        "data_json": markupsafe.Markup(site.json_for_script(browser_data(record))),
+    }
+
+
+def render_generation(folder, record: dict, snapshots: list[dict]) -> None:
+    """Write folder/index.html (the generation view) and its assets."""
+    html = site.environment().get_template("generation.html").render(**page_model(record, snapshots), version=__version__)
+    (folder / "index.html").write_text(html, encoding="utf-8")
+    site.copy_assets(folder)
+    (folder / ".nojekyll").write_text("", encoding="utf-8")

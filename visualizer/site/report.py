@@ -1,0 +1,420 @@
+"""Render a report folder's page from its files alone: `trace.json`, `report_data.json`,
+`activations.safetensors` (read lazily, one attention pattern at a time) and the figures already
+drawn into `figures/`.
+
+Writes `index.html` (header, model card, tokens, verification, table of contents, every section
+with its figures, summary statistics, the final next-token table and the dot-product breakdown),
+`assets/` (style.css, viz.js) and `data/*.js` (the compact data the interactive views draw from,
+each file loaded only when its section is opened).
+
+What this module does not do: run or load the model, draw figures (plots.py), or hold HTML
+(templates/ through site.py).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from safetensors import safe_open
+
+from visualizer import __version__
+import visualizer.site.common as site
+import visualizer.site.viewdata as viewdata
+from visualizer.errors import VisualizerError
+from visualizer.site.viewdata import PROB_DIGITS, VALUE_DIGITS, rounded
+
+FIGURE_FIELDS = ("key", "section", "file", "tensor", "shape", "scale", "title", "caption")
+
+# Each section is a list of groups: (id, heading, tensors, one-sentence explanation). A figure goes
+# to the group named by its optional `group` field, else to the group listing its tensor, else
+# ("lens" / "neighbours" in its key) to that view's group, else to "more" at the section's end.
+# Names a family does not capture drop their group; captured names no group lists are shown in an
+# "Other tensors" group of their section (see leftover_groups).
+EMBEDDING_GROUPS = [
+    ("embed", "Token embedding", ["hook_embed"],
+     "Each probe token's row of the token-embedding matrix W_E: one d_model-wide vector per position."),
+    ("pos_embed", "Position embedding", ["hook_pos_embed"],
+     "The learned vector the model adds for each position."),
+    ("ln_embed", "Normalised embedding", ["ln_embed.hook_normalized"],
+     "The token embedding after the model's embedding norm."),
+    ("smear", "Smear", ["hook_smear_gate", "hook_smear"],
+     "A gate per position and what it mixes in from the previous position's normalised embedding."),
+    ("x0", "x0", ["hook_x0"],
+     "The stream entering block 0, which later layers also mix back in with learned weights."),
+    ("sum", "The residual stream entering layer 0", ["blocks.0.hook_resid_pre"],
+     "What the first layer reads and writes into: the embedding step's output."),
+    ("neighbours", "Nearest vocabulary neighbours", [],
+     "For each probe token, the vocabulary tokens whose embedding rows point the most the same way (cosine similarity)."),
+]
+
+LAYER_GROUPS = [
+    ("resid_pre", "Residual stream entering the layer", ["blocks.{l}.hook_resid_pre"],
+     "The running sum of everything written so far; every layer reads it and adds to it."),
+    ("ln1", "ln_1 output", ["blocks.{l}.ln1.hook_normalized"],
+     "The residual stream normalised by the layer's first norm: what attention reads."),
+    ("qkv", "Queries, keys and values, every head", ["blocks.{l}.attn.hook_q", "blocks.{l}.attn.hook_k", "blocks.{l}.attn.hook_v"],
+     "Each head projects every position into a query (what it looks for), a key (what it offers) and a value (what it passes on)."),
+    ("ve", "Value embeddings", ["blocks.{l}.attn.hook_ve", "blocks.{l}.attn.hook_ve_gate"],
+     "A per-token embedding, gated per position and head, added to the values of this layer."),
+    ("attention", "Attention scores and pattern, every head", ["blocks.{l}.attn.hook_attn_scores", "blocks.{l}.attn.hook_pattern"],
+     "Scores are query·key scaled, −∞ where a query may not look (later positions); the pattern is their softmax over each row: how much each position reads from each earlier one."),
+    ("z", "z and attn_out", ["blocks.{l}.attn.hook_z", "blocks.{l}.hook_attn_out"],
+     "z is each head's attention-weighted sum of values; attn_out is all heads' z projected back to d_model and added to the stream."),
+    ("resid_mid", "Residual stream after attention", ["blocks.{l}.hook_resid_mid"],
+     "resid_pre + attn_out: what the MLP half of the layer reads."),
+    ("mlp", "MLP pre and post activations", ["blocks.{l}.ln2.hook_normalized", "blocks.{l}.mlp.hook_pre",
+                                             "blocks.{l}.mlp.hook_pre_linear", "blocks.{l}.mlp.hook_post"],
+     "The second norm, then the MLP's first matrix gives the pre-activations and the nonlinearity turns them into the "
+     "post-activations (its neurons); a gated MLP multiplies them by a second, linear projection (hook_pre_linear)."),
+    ("mlp_out", "mlp_out", ["blocks.{l}.hook_mlp_out"],
+     "The neurons' activations multiplied by the MLP's second matrix: what the MLP adds to the stream."),
+    ("resid_post", "Residual stream leaving the layer", ["blocks.{l}.hook_resid_post"],
+     "resid_mid + mlp_out: the layer's output. Its L2 norm per position is drawn below."),
+    ("lens", "Logit lens after this layer", [],
+     "The final norm and unembedding applied to this layer's output, as if the model stopped here: its top-5 next tokens at every position."),
+]
+
+FINAL_GROUPS = [
+    ("resid_final", "Residual stream entering the final norm", ["hook_resid_final"],
+     "The last layer's output after the model's last adjustment (backout)."),
+    ("ln_final", "ln_final output", ["ln_final.hook_normalized"],
+     "The residual stream normalised by the final norm: the vector each token's unembedding row is dotted with."),
+    ("logits", "Next-token candidates at every position", ["logits"],
+     "logits = ln_final(x) · W_U (then any cap the model applies); softmax turns them into the probability of each token coming next."),
+    ("dla", "Dot-product breakdown of the top candidates", [], ""),
+]
+FINAL_PREFIXES = ("ln_final.", "logits", "hook_resid_final", "unembed")  # other top-level names: embeddings
+
+VIEW_KEYWORDS = (("lens", "lens"), ("neighbo", "neighbours"))
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise VisualizerError(f"{path}: missing (a report folder needs it to render)") from None
+    except ValueError as e:
+        raise VisualizerError(f"{path}: not valid JSON ({e})") from None
+
+
+def png_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR chunk, or None when the file is not a PNG."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return struct.unpack(">II", head[16:24])
+
+
+def check_figure(folder: Path, fig) -> dict:
+    """A figure record as the template uses it; refuses missing fields and files outside the folder.
+    `fig` is a dict or any object with the fields as attributes (plots.Figure)."""
+    if not isinstance(fig, Mapping):
+        fig = {f: getattr(fig, f) for f in (*FIGURE_FIELDS, "group") if hasattr(fig, f)}
+    missing = [f for f in FIGURE_FIELDS if f not in fig]
+    if missing:
+        raise VisualizerError(f"figure {fig.get('key', '?')!r}: missing field(s) {', '.join(missing)}")
+    rel = PurePosixPath(str(fig["file"]))
+    if rel.is_absolute() or ".." in rel.parts:
+        raise VisualizerError(f"figure {fig['key']!r}: file {fig['file']!r} must be a relative path inside the report")
+    path = folder / rel
+    if not path.is_file():
+        raise VisualizerError(f"figure {fig['key']!r}: {path} does not exist")
+    size = png_size(path)
+    shape = fig["shape"]
+    return {
+        **{f: fig[f] for f in FIGURE_FIELDS},
+        "group": fig.get("group"),
+        "file": rel.as_posix(),
+        "shape_text": "[" + ", ".join(str(s) for s in shape) + "]" if isinstance(shape, (list, tuple)) else str(shape),
+        "width": size[0] if size else None,
+        "height": size[1] if size else None,
+    }
+
+
+def place_figures(figures: list[dict], groups: list[dict]) -> list[dict]:
+    """Put each figure into a group of its section (see the comment on EMBEDDING_GROUPS);
+    returns the figures no group took."""
+    by_id = {g["id"]: g for g in groups}
+    by_tensor = {t: g for g in groups for t in g["tensors"]}
+    more = []
+    for fig in figures:
+        group = by_id.get(fig["group"]) or by_tensor.get(fig["tensor"])
+        if group is None:
+            group = next((by_id[g] for word, g in VIEW_KEYWORDS if word in str(fig["key"]).lower() and g in by_id), None)
+        if group is None:
+            more.append(fig)
+        else:
+            group["figures"].append(fig)
+    return more
+
+
+def section_groups(spec, stats: dict, figures: list[dict], always: set[str], others: list[str], **fmt) -> dict:
+    """Groups of one section with their figures and statistics rows; empty groups dropped.
+    `others`: captured names of this section no group lists (shown in an "Other tensors" group)."""
+    groups = []
+    for gid, heading, tensors, text in spec:
+        names = [t.format(**fmt) for t in tensors]
+        groups.append(
+            {"id": gid, "heading": heading, "text": text, "tensors": names, "figures": [],
+             "stats": [(n, stats[n]) for n in names if n in stats]}
+        )
+    listed = {n for g in groups for n in g["tensors"]}
+    extra = [n for n in others if n not in listed]
+    if extra:
+        groups.append({"id": "other", "heading": "Other tensors", "figures": [], "tensors": extra,
+                       "text": "Captured by this model's family; named as in activations.safetensors.",
+                       "stats": [(n, stats[n]) for n in extra]})
+    more = place_figures(figures, groups)
+    kept = [g for g in groups if g["figures"] or g["stats"] or g["id"] in always]
+    return {"groups": kept, "more": more}
+
+
+def token_chips(trace: dict) -> list[dict]:
+    return [
+        {"pos": i, "id": tid, "readable": r, "raw": repr(t)}
+        for i, (tid, r, t) in enumerate(zip(trace["token_ids"], trace["tokens_readable"], trace["tokens"]))
+    ]
+
+
+# --- colours for inline tables (viz.js has the same ramps for canvases) -------------------------
+
+def diverging(value: float, vmax: float) -> str:
+    """Blue (negative) - white (0) - red (positive), centred on zero, |value| / vmax saturating."""
+    t = 0.0 if vmax <= 0 else max(-1.0, min(1.0, value / vmax))
+    end = (178, 24, 43) if t > 0 else (33, 102, 172)
+    a = abs(t)
+    r, g, b = (round(255 + (c - 255) * a) for c in end)
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+SEQUENTIAL_STOPS = ((255, 255, 255), (198, 219, 239), (107, 174, 214), (33, 113, 181), (8, 48, 107))  # as in viz.js
+
+
+def sequential(p: float) -> str:
+    """White (0) to dark blue (1), for probabilities: the ramp viz.js uses on canvases."""
+    t = max(0.0, min(1.0, p)) * (len(SEQUENTIAL_STOPS) - 1)
+    i = min(int(t), len(SEQUENTIAL_STOPS) - 2)
+    f = t - i
+    lo, hi = SEQUENTIAL_STOPS[i], SEQUENTIAL_STOPS[i + 1]
+    r, g, b = (round(a + (c - a) * f) for a, c in zip(lo, hi))
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def ink(background_strength: float) -> str:
+    return "#fff" if background_strength > 0.55 else "#1d1f23"
+
+
+# --- the dot-product breakdown -----------------------------------------------------------------
+
+def dla_view(dla: dict, n_layer: int, n_head: int) -> dict:
+    """The breakdown of each candidate laid out for tables: dimensions with bars, components as a
+    layer x (heads, bias, MLP) grid coloured on one diverging scale per candidate."""
+    candidates = []
+    for cand in dla["candidates"]:
+        comps = {c["name"]: c["value"] for c in cand["by_component"]}
+        vmax = max([abs(v) for v in comps.values()] + [abs(cand["constant"]), 1e-12])
+        has_bias = any(n.endswith(".attn_bias") for n in comps)
+        rows = []
+        for layer in range(n_layer):
+            names = [f"L{layer}.H{h}" for h in range(n_head)] + ([f"L{layer}.attn_bias"] if has_bias else []) + [f"L{layer}.mlp"]
+            rows.append({"layer": layer, "cells": [cell(n, comps.get(n), vmax) for n in names]})
+        top = [cell(n, comps[n], vmax) for n in ("embed", "pos_embed") if n in comps]
+        known = {c["name"] for r in rows for c in r["cells"]} | {c["name"] for c in top}
+        others = [cell(n, v, vmax) for n, v in comps.items() if n not in known]
+        dmax = max([abs(d["product"]) for d in cand["by_dimension"]] + [1e-12])
+        dims = [
+            {**d, "width": round(100 * abs(d["product"]) / dmax, 1), "sign": "pos" if d["product"] >= 0 else "neg"}
+            for d in cand["by_dimension"]
+        ]
+        listed = sum(d["product"] for d in cand["by_dimension"])
+        candidates.append(
+            {**cand, "rows": rows, "top": top, "others": others, "vmax": vmax, "dims": dims,
+             "listed_sum": listed, "unlisted_sum": cand["dimension_sum"] - listed,
+             "constant_cell": cell("constant", cand["constant"], vmax), "has_bias": has_bias,
+             "ok": cand["error"] <= 1e-4}
+        )
+    return {"position": dla["position"], "candidates": candidates,
+            "columns": [f"H{h}" for h in range(n_head)]}
+
+
+def cell(name: str, value: float | None, vmax: float) -> dict:
+    if value is None:
+        return {"name": name, "value": None, "bg": "#fff", "fg": "#1d1f23"}
+    return {"name": name, "value": value, "bg": diverging(value, vmax), "fg": ink(abs(value) / vmax if vmax else 0)}
+
+
+# --- data files ----------------------------------------------------------------------------------
+
+def vocab_of(records) -> dict[str, str]:
+    return {str(r["id"]): r["readable"] for r in records}
+
+
+def flat_records(table: list[list[dict]], field: str, digits: int | None) -> list:
+    values = [r[field] for row in table for r in row]
+    return values if digits is None else rounded(values, digits)
+
+
+def lens_data(report_data: dict) -> dict:
+    layers, vocab = [], {}
+    for entry in report_data["logit_lens"]:
+        table = entry["topk"]
+        vocab.update(vocab_of(r for row in table for r in row))
+        layers.append(
+            {"layer": entry["layer"], "hook": entry["hook"], "k": len(table[0]) if table else 0,
+             "ids": flat_records(table, "id", None), "probs": flat_records(table, "prob", PROB_DIGITS),
+             "entropy": rounded(entry["entropy_bits"], VALUE_DIGITS), "kl": rounded(entry["kl_to_final"], VALUE_DIGITS)}
+        )
+    return {"layers": layers, "vocab": vocab}
+
+
+def final_data(report_data: dict) -> dict:
+    table = report_data["final"]["topk"]
+    return {
+        "k": len(table[0]) if table else 0,
+        "ids": flat_records(table, "id", None),
+        "probs": flat_records(table, "prob", PROB_DIGITS),
+        "logits": flat_records(table, "logit", VALUE_DIGITS),
+        "entropy": rounded(report_data["final"]["entropy_bits"], VALUE_DIGITS),
+        "vocab": vocab_of(r for row in table for r in row),
+    }
+
+
+def neighbour_data(report_data: dict) -> dict:
+    table = report_data["neighbours"]
+    return {
+        "k": len(table[0]) if table else 0,
+        "ids": flat_records(table, "id", None),
+        "cosine": flat_records(table, "cosine", VALUE_DIGITS),
+        "vocab": vocab_of(r for row in table for r in row),
+    }
+
+
+def layer_data(layer: int, pattern: np.ndarray, report_data: dict) -> dict:
+    """One layer's file: its attention patterns (compact), top neurons and residual norms."""
+    neurons = report_data["neurons"][str(layer)]
+    norms = report_data["resid_norms"]
+    return {
+        "layer": layer,
+        "attention": viewdata.encode_pattern(pattern),
+        "neurons": {"k": len(neurons[0]) if neurons else 0, "ids": flat_records(neurons, "neuron", None),
+                    "values": flat_records(neurons, "value", VALUE_DIGITS)},
+        "norms": {hook: rounded(norms[f"blocks.{layer}.{hook}"], VALUE_DIGITS)
+                  for hook in ("hook_resid_pre", "hook_resid_mid", "hook_resid_post")
+                  if f"blocks.{layer}.{hook}" in norms},
+    }
+
+
+def write_data_files(folder: Path, trace: dict, report_data: dict) -> dict:
+    """data/*.js; returns what the page needs to know about them (paths, attention encoding)."""
+    data = folder / "data"
+    data.mkdir(exist_ok=True)
+    n_layer = trace["dims"]["n_layer"]
+    thumbs, encoding = [], None
+    path = folder / "activations.safetensors"
+    if not path.is_file():
+        raise VisualizerError(f"{path}: missing (a report folder needs it to render)")
+    with safe_open(str(path), framework="numpy") as f:
+        for layer in range(n_layer):
+            name = f"blocks.{layer}.attn.hook_pattern"
+            if name not in f.keys():
+                raise VisualizerError(f"{path}: has no tensor '{name}'")
+            pattern = f.get_tensor(name).astype(np.float32)  # [head, query_pos, key_pos]
+            entry = layer_data(layer, pattern, report_data)
+            encoding = {k: v for k, v in entry["attention"].items() if k != "heads"}
+            (data / f"layer-{layer}.js").write_text(viewdata.data_script("__vizLayers", layer, entry), encoding="utf-8")
+            thumbs.append([viewdata.thumbnail(pattern[h]) for h in range(pattern.shape[0])])
+    size = thumbs[0][0][0] if thumbs else 0
+    files = {
+        "thumbs": {"size": size, "layers": [[b for _, b in layer] for layer in thumbs]},
+        "lens": lens_data(report_data),
+        "final": final_data(report_data),
+        "embeddings": neighbour_data(report_data),
+    }
+    for key, obj in files.items():
+        (data / f"{key}.js").write_text(viewdata.data_script("__vizData", key, obj), encoding="utf-8")
+    return {"encoding": encoding, "thumb_size": size}
+
+
+# --- the page ------------------------------------------------------------------------------------
+
+def encoding_text(encoding: dict | None, T: int) -> str:
+    if not encoding:
+        return ""
+    if encoding["encoding"] == "uint8":
+        return (f"Attention patterns are stored as 8-bit integers in 1/255 steps (each weight within 1/510 of the "
+                f"model's value), {'the causal triangle only' if encoding['triangle'] else 'every entry'}.")
+    return (f"This input has {T} positions, more than {viewdata.DENSE_MAX_T}: each attention row stores only its "
+            f"{encoding['k']} largest weights (8-bit, 1/255 steps) plus the mass of all the other keys (\"rest\"). "
+            f"The PNG figures show every entry.")
+
+
+def page_model(folder: Path, trace: dict, report_data: dict, figures: list[dict], files: dict) -> dict:
+    dims, stats = trace["dims"], trace["tensors"]
+    n_layer, n_head = dims["n_layer"], dims["n_head"]
+    checked = [check_figure(folder, f) for f in figures]
+    known = {"embeddings", "final", *(f"layer.{l}" for l in range(n_layer))}
+    by_section: dict[str, list[dict]] = {}
+    for fig in checked:
+        by_section.setdefault(fig["section"] if fig["section"] in known else "other", []).append(fig)
+    top = sorted(n for n in stats if not n.startswith("blocks."))
+    final_names = [n for n in top if n.startswith(FINAL_PREFIXES)]
+    embeddings = section_groups(EMBEDDING_GROUPS, stats, by_section.get("embeddings", []), {"neighbours"},
+                                [n for n in top if n not in final_names])
+    layers = [
+        {"index": l, "data": f"data/layer-{l}.js",
+         **section_groups(LAYER_GROUPS, stats, by_section.get(f"layer.{l}", []), {"attention", "mlp", "resid_post", "lens"},
+                          sorted(n for n in stats if n.startswith(f"blocks.{l}.")), l=l)}
+        for l in range(n_layer)
+    ]
+    final = section_groups(FINAL_GROUPS, stats, by_section.get("final", []), {"logits", "dla"}, final_names)
+    T = report_data["positions"]
+    last = report_data["final"]["topk"][-1]
+    page = {
+        "T": T, "n_layer": n_layer, "n_head": n_head, "thumb_size": files["thumb_size"],
+        "tokens": trace["tokens_readable"], "ids": trace["token_ids"],
+        "encoding": files["encoding"], "dense_max_t": viewdata.DENSE_MAX_T,
+    }
+    return {
+        "trace": trace,
+        "tokens": token_chips(trace),
+        "embeddings": embeddings,
+        "layers": layers,
+        "final": final,
+        "other_figures": by_section.get("other", []),
+        "last_topk": [{**r, "bg": sequential(r["prob"]), "fg": ink(r["prob"])} for r in last],
+        "last_entropy": report_data["final"]["entropy_bits"][-1],
+        "dla": dla_view(report_data["dla"], n_layer, n_head),
+        "encoding_text": encoding_text(files["encoding"], T),
+        "page_json": page,
+        "n_figures": len(checked),
+    }
+
+
+OPTIONAL_FILES = ("analysis", "attribution")  # analysis.json, attribution.json: written by runs since issue 6
+
+
+def optional_files(folder: Path) -> dict:
+    """name -> the folder's <name>.json, or None when the run did not write it (the page omits it)."""
+    return {name: read_json(folder / f"{name}.json") if (folder / f"{name}.json").is_file() else None
+            for name in OPTIONAL_FILES}
+
+
+def render_folder(folder: Path, figures: list) -> None:
+    """Write index.html, assets/ and data/*.js into `folder` from its trace.json,
+    report_data.json and activations.safetensors; `figures` (already drawn into folder) are
+    placed in their sections. Same files in, same bytes out."""
+    folder = Path(folder)
+    trace = read_json(folder / "trace.json")
+    report_data = read_json(folder / "report_data.json")
+    files = write_data_files(folder, trace, report_data)
+    model = page_model(folder, trace, report_data, list(figures), files)
+    model.update(optional_files(folder))
+    html = site.environment().get_template("report.html").render(**model, version=__version__)
+    (folder / "index.html").write_text(html, encoding="utf-8")
+    site.copy_assets(folder)
+    (folder / ".nojekyll").write_text("", encoding="utf-8")

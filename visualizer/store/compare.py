@@ -1,0 +1,196 @@
+"""Compare two traces: two checkpoints (same tokenizer and shape) on one probe, or two probes on one
+checkpoint. Per layer, the cosine distance of the residual streams; per head, the Jensen-Shannon
+divergence of the attention rows; per position, the KL divergence of the next-token distributions;
+and a side-by-side head view. A trace compared with itself gives exactly zero everywhere.
+
+Positions are aligned by index. Different probes are compared over the first min(T_a, T_b)
+positions only; because attention is causal, those rows and keys are exactly what each model
+computed on its own first positions. The page says which positions hold different tokens.
+
+Distances (all exactly 0 for identical inputs):
+- residual: 1 - cos(a, b) computed as |a/|a| - b/|b||^2 / 2, per position;
+- attention: JSD(p_a, p_b) in bits per query row, averaged over query positions 1..n-1;
+- next token: KL(p_a || p_b) in bits (a is the first trace given).
+
+What this module does not do: load a model or run a forward pass (it reads trace files only).
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from pathlib import Path
+
+import torch
+
+import visualizer.site.common as site
+from visualizer.errors import VisualizerError
+from visualizer.readfile import read_json
+from visualizer.store.traces import StoredTrace
+from visualizer.artefacts.trace import dumps, read_activations
+
+FORMAT = 1
+HEAD_VIEW_POSITIONS = 256  # head views hold at most the first this many positions (the page says so)
+LN2 = math.log(2)
+
+
+class Side:
+    """One trace's files, read once: trace.json, activations, and report_data.json if present."""
+
+    def __init__(self, stored: StoredTrace):
+        owner = f"trace {stored.name}"
+        self.stored = stored
+        self.trace = read_json(stored.folder / "trace.json", owner)
+        self.tensors = read_activations(stored.folder / "activations.safetensors", owner)
+        extra = stored.folder / "report_data.json"
+        self.report_data = read_json(extra, owner) if extra.is_file() else None
+
+    def top1(self, n: int) -> list[str]:
+        """Readable top next token at each of the first n positions."""
+        if self.report_data:
+            return [row[0]["readable"] for row in self.report_data["final"]["topk"][:n]]
+        return [f"#{int(i)}" for i in self.tensors["logits"][:n].argmax(-1).tolist()]
+
+    def describe(self) -> dict:
+        m = self.stored.manifest or {}
+        card = self.trace.get("model", {})
+        return {
+            "ref": self.stored.name,
+            "id": m.get("id"),
+            "model": self.trace.get("model_name"),
+            "checkpoint_sha256": card.get("checkpoint_sha256"),
+            "iter_num": card.get("iter_num"),
+            "probe": self.trace.get("probe"),
+            "tokens": self.trace.get("tokens_readable"),
+            "positions": len(self.trace.get("token_ids", [])),
+            "created": m.get("created"),
+        }
+
+
+def check_comparable(a: Side, b: Side) -> None:
+    for key in ("n_layer", "n_head", "d_model", "vocab_size"):
+        if a.trace["dims"][key] != b.trace["dims"][key]:
+            raise VisualizerError(f"compare {a.stored.name} {b.stored.name}: {key} differs "
+                                  f"({a.trace['dims'][key]} vs {b.trace['dims'][key]}); compare traces of one shape")
+    ta, tb = a.trace["model"].get("tokenizer"), b.trace["model"].get("tokenizer")
+    if ta != tb:
+        raise VisualizerError(f"compare {a.stored.name} {b.stored.name}: the tokenizers differ ({ta} vs {tb})")
+
+
+def cosine_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """[n, d] x [n, d] -> [n]: 1 - cos, as half the squared distance of the unit vectors."""
+    ux = x.double() / x.double().norm(dim=-1, keepdim=True).clamp_min(1e-300)
+    uy = y.double() / y.double().norm(dim=-1, keepdim=True).clamp_min(1e-300)
+    return (ux - uy).square().sum(-1) / 2
+
+
+def js_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """[..., k] distributions -> [...] Jensen-Shannon divergence in bits."""
+    p, q = p.double(), q.double()
+    m = (p + q) / 2
+    kl_pm = (torch.special.xlogy(p, p) - torch.special.xlogy(p, m)).sum(-1)
+    kl_qm = (torch.special.xlogy(q, q) - torch.special.xlogy(q, m)).sum(-1)
+    return ((kl_pm + kl_qm) / 2 / LN2).clamp_min(0)
+
+
+def kl_bits(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
+    """[n, vocab] logits -> [n] KL(p || q) in bits."""
+    logp = torch.log_softmax(p_logits.double(), dim=-1)
+    logq = torch.log_softmax(q_logits.double(), dim=-1)
+    return ((logp.exp() * (logp - logq)).sum(-1) / LN2).clamp_min(0)
+
+
+def _have(tensors: dict, names: list[str]) -> bool:
+    return all(n in tensors for n in names)
+
+
+def residual_distances(xa: dict, xb: dict, n_layer: int, n: int) -> list[dict] | None:
+    names = ["blocks.0.hook_resid_pre"] + [f"blocks.{layer}.hook_resid_post" for layer in range(n_layer)]
+    if not (_have(xa, names) and _have(xb, names)):
+        return None
+    rows = []
+    for i, name in enumerate(names):
+        d = cosine_distance(xa[name][:n], xb[name][:n])  # [n]
+        rows.append({"hook": name, "after_layer": i - 1 if i else None, "distance": d.tolist(),
+                     "mean_distance": float(d.mean()), "mean_cosine": float(1 - d.mean())})
+    return rows
+
+
+def attention_divergence(xa: dict, xb: dict, n_layer: int, n: int) -> list[list[float]] | None:
+    """[layer][head] mean JSD over query rows 1..n-1 (row 0 has one key: always 0)."""
+    names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(n_layer)]
+    if not (_have(xa, names) and _have(xb, names)):
+        return None
+    out = []
+    for name in names:
+        pa, pb = xa[name][:, :n, :n], xb[name][:, :n, :n]  # [H, n, n]
+        jsd = js_divergence(pa, pb)  # [H, n]
+        out.append((jsd[:, 1:].mean(-1) if n > 1 else jsd[:, :1].mean(-1)).tolist())
+    return out
+
+
+def next_token_divergence(a: Side, b: Side, n: int) -> dict | None:
+    if "logits" not in a.tensors or "logits" not in b.tensors:
+        return None
+    kl = kl_bits(a.tensors["logits"][:n], b.tensors["logits"][:n])  # [n]
+    ia, ib = a.tensors["logits"][:n].argmax(-1), b.tensors["logits"][:n].argmax(-1)
+    return {"kl_bits": kl.tolist(), "mean_kl_bits": float(kl.mean()), "top1_a": a.top1(n), "top1_b": b.top1(n),
+            "top1_agreement": float((ia == ib).double().mean())}
+
+
+def compare(a: Side, b: Side) -> dict:
+    """compare.json: every figure above, plus what was compared and why only that."""
+    check_comparable(a, b)
+    ids_a, ids_b = a.trace["token_ids"], b.trace["token_ids"]
+    n = min(len(ids_a), len(ids_b))
+    same = ids_a == ids_b
+    n_layer = a.trace["dims"]["n_layer"]
+    notes = []
+    if not same:
+        notes.append(f"different probes: positions 0..{n - 1} compared (the shorter probe's length); "
+                     "attention is causal, so these rows are exactly what each model computed there")
+    result = {
+        "format": FORMAT,
+        "a": a.describe(),
+        "b": b.describe(),
+        "mode": "same probe" if same else "different probes",
+        "positions": n,
+        "differing_positions": [i for i in range(n) if ids_a[i] != ids_b[i]],
+        "residual": residual_distances(a.tensors, b.tensors, n_layer, n),
+        "attention_jsd": attention_divergence(a.tensors, b.tensors, n_layer, n),
+        "next_token": next_token_divergence(a, b, n),
+    }
+    for key, group in (("residual", "resid"), ("attention_jsd", "attn"), ("next_token", "logits")):
+        if result[key] is None:
+            notes.append(f"{key}: not compared (a trace does not hold the '{group}' tensors)")
+    result["notes"] = notes
+    return result
+
+
+# ------------------------------------------------------------------------------------------ page
+
+
+def quantized_patterns(pattern: torch.Tensor, m: int) -> str:
+    """[H, T, T] pattern -> base64 of uint8 [H, m, m] (probability in 1/255 steps, row-major)."""
+    q = (pattern[:, :m, :m].double() * 255).round().clamp(0, 255).to(torch.uint8)
+    return base64.b64encode(q.contiguous().numpy().tobytes()).decode("ascii")
+
+
+def write_site(out: Path, a: Side, b: Side, result: dict) -> None:
+    """DIR/index.html, compare.json, assets/, and data/compare-layer-{l}.js (loaded when picked)."""
+    n_layer, n_head = a.trace["dims"]["n_layer"], a.trace["dims"]["n_head"]
+    m = min(result["positions"], HEAD_VIEW_POSITIONS)
+    have_patterns = result["attention_jsd"] is not None
+    with site.atomic_folder(out, marker="compare.json") as tmp:
+        (tmp / "compare.json").write_text(dumps(result, compact=True), encoding="utf-8")
+        if have_patterns:
+            (tmp / "data").mkdir()
+            for layer in range(n_layer):
+                name = f"blocks.{layer}.attn.hook_pattern"
+                payload = {"a": quantized_patterns(a.tensors[name], m), "b": quantized_patterns(b.tensors[name], m)}
+                (tmp / "data" / f"compare-layer-{layer}.js").write_text(
+                    "window.__compareLayers = window.__compareLayers || {};\n"
+                    f"window.__compareLayers[{layer}] = {site.json_for_script(payload)};\n", encoding="utf-8")
+        view = {"layers": n_layer, "heads": n_head, "positions": m,
+                "tokens_a": result["a"]["tokens"][:m], "tokens_b": result["b"]["tokens"][:m]} if have_patterns else None
+        site.render_page(tmp, "compare.html", {"c": result, "view": view, "head_view_limit": HEAD_VIEW_POSITIONS})
