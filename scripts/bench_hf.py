@@ -52,7 +52,7 @@ def build(folder: Path) -> None:
     from safetensors.torch import save_file
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from tests.hf_factories import llama_tokenizer
+    from tests.support.hf import llama_tokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
     config = LlamaConfig(**SHAPE)

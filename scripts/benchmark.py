@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import torch  # noqa: E402
 
-from tests.factories import char_vocab, make_checkpoint  # noqa: E402
+from tests.support.nanogpt import char_vocab, make_checkpoint  # noqa: E402
 import visualizer.analysis.summary as analysis  # noqa: E402
 import visualizer.analysis.attribution as attribution  # noqa: E402
 import visualizer.pipeline as report  # noqa: E402

@@ -1,4 +1,4 @@
-"""Make `import visualizer` (and `import tests.factories`) work however pytest is launched."""
+"""Make `import visualizer` (and `import tests.support.nanogpt`) work however pytest is launched."""
 
 import sys
 from pathlib import Path

@@ -107,7 +107,7 @@ def test_analyze_a_real_capture(tmp_path):
     from visualizer.analysis.report_data import build_report_data
     from visualizer.artefacts.trace import Probe, build_trace
 
-    from .tiny import make_checkpoint
+    from tests.support.nanogpt import make_checkpoint
 
     ckpt, meta = make_checkpoint(tmp_path, n_layer=2, n_head=2, n_embd=32, block_size=32)
     loaded = load_model(ckpt, meta)

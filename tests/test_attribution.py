@@ -11,7 +11,7 @@ from visualizer.capture import capture
 from visualizer.errors import VisualizerError
 from visualizer.model.registry import load_model
 
-from .tiny import make_checkpoint
+from tests.support.nanogpt import make_checkpoint
 
 PROBE = "the king, my lord"
 
@@ -121,7 +121,7 @@ def test_chunked_batches_give_the_same_answer(run, monkeypatch):
 @pytest.mark.parametrize("architecture", ["current", "original"])
 def test_nanochat_attribution(tmp_path, architecture):
     """Through nanochat's tree (rotary, windows, value embeddings held at the probe's, softcap)."""
-    from .nanochat_factory import make_nanochat
+    from tests.support.nanochat import make_nanochat
 
     loaded = load_model(make_nanochat(tmp_path / "nc", architecture=architecture), None)
     ids = loaded.adapter.encode_probe(loaded, "the other one, then").ids
@@ -145,7 +145,7 @@ def test_hugging_face_attribution(tmp_path, kind):
     pytest.importorskip("transformers")
     import visualizer.model.hf.adapter as hf
 
-    from .hf_factories import make_gpt2_folder, make_llama_folder
+    from tests.support.hf import make_gpt2_folder, make_llama_folder
 
     folder = (make_gpt2_folder if kind == "gpt2" else make_llama_folder)(tmp_path / kind)
     loaded = hf.load(folder, torch.device("cpu"))

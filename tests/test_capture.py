@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.factories import HOSTILE_VOCAB, WORD_VOCAB, make_checkpoint
-from tests.helpers import NANOGPT_FIXTURE, need_fixture
+from tests.support.nanogpt import HOSTILE_VOCAB, WORD_VOCAB, make_checkpoint
+from tests.support.cli import NANOGPT_FIXTURE, need_fixture
 import visualizer.capture as capture_module
 from visualizer.capture import capture
 from visualizer.model.registry import load_model

@@ -12,8 +12,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.factories import HOSTILE_VOCAB, make_checkpoint
-from tests.helpers import REPO_ROOT, run_cli
+from tests.support.nanogpt import HOSTILE_VOCAB, make_checkpoint
+from tests.support.cli import REPO_ROOT, run_cli
 import visualizer.capture as capture_module
 
 

@@ -13,7 +13,7 @@ import visualizer.store.compare as compare
 import visualizer.store.traces as store
 from visualizer.errors import VisualizerError
 
-from .store_support import checkpoint, run
+from tests.support.store import checkpoint, run
 
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]

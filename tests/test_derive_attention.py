@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from tests.factories import make_checkpoint
+from tests.support.nanogpt import make_checkpoint
 import visualizer.capture as capture_module
 from visualizer.model.registry import load_model
 

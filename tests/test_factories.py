@@ -5,7 +5,7 @@ import pickle
 import pytest
 import torch
 
-from tests.factories import (
+from tests.support.nanogpt import (
     DEFAULT_VOCAB,
     HOSTILE_VOCAB,
     WORD_VOCAB,

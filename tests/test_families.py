@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from tests.factories import make_checkpoint
-from tests.helpers import run_cli
-from tests.nanochat_factory import make_nanochat
+from tests.support.nanogpt import make_checkpoint
+from tests.support.cli import run_cli
+from tests.support.nanochat import make_nanochat
 from visualizer.capture import capture
 from visualizer.model.registry import load_model
 from visualizer.pipeline import prepare_probe
@@ -30,14 +30,14 @@ def nanochat_current(tmp):
 
 def gpt2(tmp):
     pytest.importorskip("transformers")
-    from tests.hf_factories import make_gpt2_folder
+    from tests.support.hf import make_gpt2_folder
 
     return make_gpt2_folder(tmp / "gpt2")
 
 
 def llama(tmp):
     pytest.importorskip("transformers")
-    from tests.hf_factories import make_llama_folder
+    from tests.support.hf import make_llama_folder
 
     return make_llama_folder(tmp / "llama")
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.factories import HOSTILE_VOCAB, make_checkpoint
-from tests.helpers import run_cli
+from tests.support.nanogpt import HOSTILE_VOCAB, make_checkpoint
+from tests.support.cli import run_cli
 import visualizer.generation.sampling as sampling
 from visualizer.capture import capture
 from visualizer.generation.decode import generate
@@ -260,7 +260,7 @@ def test_hostile_vocabulary_is_escaped(tmp_path):
 
 
 def test_long_prompt_word_vocabulary_and_nothing_to_generate(tmp_path):
-    from tests.factories import WORD_VOCAB
+    from tests.support.nanogpt import WORD_VOCAB
 
     vocab = [w for w in WORD_VOCAB if w != " "]  # spaces separate words, as in most word vocabularies
     files = make_checkpoint(tmp_path / "w", vocab=vocab, block_size=6)

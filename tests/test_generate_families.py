@@ -9,9 +9,9 @@ import json
 import pytest
 import torch
 
-from tests.hf_factories import make_gpt2_folder, make_llama_folder
-from tests.helpers import run_cli
-from tests.nanochat_factory import VOCAB_SIZE, make_nanochat
+from tests.support.hf import make_gpt2_folder, make_llama_folder
+from tests.support.cli import run_cli
+from tests.support.nanochat import VOCAB_SIZE, make_nanochat
 import visualizer.generation.sampling as sampling
 from visualizer.capture import capture
 from visualizer.generation.decode import generate

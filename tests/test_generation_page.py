@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import make_checkpoint
-from tests.helpers import REPO_ROOT, run_cli
+from tests.support.nanogpt import make_checkpoint
+from tests.support.cli import REPO_ROOT, run_cli
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

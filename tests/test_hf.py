@@ -14,7 +14,7 @@ pytest.importorskip("transformers")
 from safetensors.torch import load_file, save_file  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
-from tests.hf_factories import make_gpt2_folder, make_llama_folder  # noqa: E402
+from tests.support.hf import make_gpt2_folder, make_llama_folder  # noqa: E402
 from visualizer.capture import capture  # noqa: E402
 from visualizer.errors import VisualizerError  # noqa: E402
 import visualizer.model.hf.adapter as hf  # noqa: E402
@@ -320,7 +320,7 @@ def test_shapes_that_disagree_with_config_are_an_error(folders, tmp_path):
 
 @pytest.mark.parametrize("name", ["gpt2", "llama"])
 def test_command_line_detects_the_family_and_writes_the_report(name, folders, tmp_path):
-    from tests.helpers import run_cli
+    from tests.support.cli import run_cli
 
     code, stdout, stderr = run_cli("--checkpoint", folders[name], "--probe", "the cat <sat>", "--out", tmp_path / "r")
     assert code == 0, stderr

@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 
-from tests.factories import make_checkpoint
-from tests.helpers import REPO_ROOT
+from tests.support.nanogpt import make_checkpoint
+from tests.support.cli import REPO_ROOT
 from visualizer.errors import VisualizerError
 from visualizer.model.nanogpt.model import GPT, GPTConfig
 from visualizer.model.registry import load_model

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import SHARED, need_fixture, run_cli
-from tests.nanochat_factory import SPECIALS, VOCAB_SIZE, make_nanochat, rewrite_meta, rewrite_state
+from tests.support.cli import SHARED, need_fixture, run_cli
+from tests.support.nanochat import SPECIALS, VOCAB_SIZE, make_nanochat, rewrite_meta, rewrite_state
 from visualizer.capture import capture
 from visualizer.errors import VisualizerError
 import visualizer.model.nanochat.adapter as nanochat
@@ -329,7 +329,7 @@ def test_encoding_pickled_by_registered_name_is_refused_offline(tmp_path):
 
 
 def test_family_detection_and_flags(tmp_path):
-    from tests.factories import make_checkpoint
+    from tests.support.nanogpt import make_checkpoint
 
     ckpt, meta = make_checkpoint(tmp_path / "gpt")
     assert detect_family(ckpt) == ("nanogpt", "a single checkpoint file")
@@ -344,7 +344,7 @@ def test_family_detection_and_flags(tmp_path):
 
 
 def test_folders_of_other_families(tmp_path):
-    from tests.factories import make_checkpoint
+    from tests.support.nanogpt import make_checkpoint
 
     ckpt, meta = make_checkpoint(tmp_path / "gpt")
     assert detect_family(ckpt.parent) == ("nanogpt", "ckpt.pt in the folder")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.site_helpers import CHAR_VOCAB, INJECTION_PROBE, INJECTION_VOCAB, make_report
+from tests.support.site import CHAR_VOCAB, INJECTION_PROBE, INJECTION_VOCAB, make_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.factories import HOSTILE_VOCAB
-from tests.figure_inputs import capture_inputs, png_chunks
+from tests.support.nanogpt import HOSTILE_VOCAB
+from tests.support.figures import capture_inputs, png_chunks
 import visualizer.figures.plan as plots
 import visualizer.figures.raster as raster
 from visualizer.figures.glyphs import displayable

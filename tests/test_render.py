@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from tests.site_helpers import CHAR_VOCAB, INJECTION_PROBE, INJECTION_VOCAB, make_report, site_files
+from tests.support.site import CHAR_VOCAB, INJECTION_PROBE, INJECTION_VOCAB, make_report, site_files
 import visualizer.site.report as render
 import visualizer.site.viewdata as viewdata
 from visualizer.errors import VisualizerError

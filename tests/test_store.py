@@ -18,7 +18,7 @@ import visualizer.cli as cli
 import visualizer.store.traces as store
 from visualizer.errors import VisualizerError
 
-from .store_support import PROBE, checkpoint, only_trace, run
+from tests.support.store import PROBE, checkpoint, only_trace, run
 
 REPO = Path(__file__).resolve().parent.parent
 

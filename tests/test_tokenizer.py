@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import tiktoken
 
-from tests.factories import HOSTILE_VOCAB, WORD_VOCAB
+from tests.support.nanogpt import HOSTILE_VOCAB, WORD_VOCAB
 from visualizer.errors import VisualizerError
 from visualizer.model.tokenizer import BpeTokenizer, CharTokenizer, WordTokenizer, from_meta, readable
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from PIL import Image
 
-from tests.factories import DEFAULT_VOCAB, HOSTILE_VOCAB
-from tests.figure_inputs import png_chunks
+from tests.support.nanogpt import DEFAULT_VOCAB, HOSTILE_VOCAB
+from tests.support.figures import png_chunks
 from visualizer.model.tokenizer import readable
 from visualizer.figures.wordmaps import weights_from_records, word_map
 

@@ -10,7 +10,7 @@ import pytest
 
 from visualizer.cli import main
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED = REPO_ROOT.parent / "shared"
 NANOGPT_FIXTURE = SHARED / "fixtures" / "nanogpt-shakespeare-char"
 

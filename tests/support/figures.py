@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from tests.factories import make_checkpoint
+from tests.support.nanogpt import make_checkpoint
 from visualizer.capture import capture
 from visualizer.model.registry import load_model
 from visualizer.analysis.report_data import build_report_data

@@ -1,6 +1,6 @@
 """Time the figures of one report (not a test: pytest does not collect it).
 
-    python -m tests.bench_figures N_LAYER N_HEAD N_EMBD T [WORKERS] [--layer L] [--out DIR]
+    python scripts/bench_figures.py N_LAYER N_HEAD N_EMBD T [WORKERS] [--layer L] [--out DIR]
 
 Builds a random character-level nanoGPT checkpoint of that shape (cached in the system temp
 folder), runs a T-token probe through capture and report_data, plans and renders every figure
@@ -15,6 +15,9 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def cpu_seconds() -> float:
@@ -24,7 +27,7 @@ def cpu_seconds() -> float:
 
 def main() -> None:
     start = time.time()
-    from tests.factories import make_checkpoint
+    from tests.support.nanogpt import make_checkpoint
     import visualizer.figures.plan as plots
     from visualizer.capture import capture
     from visualizer.model.registry import load_model

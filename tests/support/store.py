@@ -7,7 +7,7 @@ from pathlib import Path
 
 import visualizer.cli as cli
 
-from .tiny import make_checkpoint
+from tests.support.nanogpt import make_checkpoint
 
 PROBE = "But soft, what light"
 

@@ -1,4 +1,4 @@
-"""Report folders for the page tests: a small random nanoGPT checkpoint (tests.factories), run through the real
+"""Report folders for the page tests: a small random nanoGPT checkpoint (tests.support.nanogpt), run through the real
 pipeline (load -> capture -> build_trace -> write_trace -> build_report_data), plus a few real PNG
 figures drawn here with matplotlib, then `render.render_folder`.
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.factories import make_checkpoint
+from tests.support.nanogpt import make_checkpoint
 from visualizer.capture import capture
 from visualizer.model.registry import load_model
 from visualizer.site.report import render_folder
