@@ -32,7 +32,8 @@ def main() -> None:
     from visualizer.capture import capture
     from visualizer.model.registry import load_model
     from visualizer.analysis.report_data import build_report_data
-    from visualizer.artefacts.trace import Probe, build_trace
+    from visualizer.model.probe import Probe
+    from visualizer.pipeline import trace_record
 
     imported = time.time() - start
     parser = argparse.ArgumentParser()
@@ -54,7 +55,7 @@ def main() -> None:
     cache = capture(loaded, ids)
     stages["capture"] = time.time() - t
     t = time.time()
-    trace = build_trace(loaded, Probe(text=text, ids=ids), cache)
+    trace = trace_record(loaded, Probe(text=text, ids=ids), cache)
     data = build_report_data(loaded, cache, ids)
     stages["trace+report_data"] = time.time() - t
     t = time.time()

@@ -124,15 +124,9 @@ def main() -> int:
 
     import torch
 
-    import visualizer.analysis.summary as analysis
-    import visualizer.analysis.attribution as attribution
-    import visualizer.pipeline as report
-    import visualizer.site.common as site
-    from visualizer.capture import capture
     import visualizer.model.hf.adapter as hf
-    from visualizer.pipeline import prepare_probe
-    from visualizer.analysis.report_data import build_report_data
-    from visualizer.artefacts.trace import build_trace, dumps, write_trace
+    import visualizer.pipeline as report
+    from visualizer.model.probe import prepare_probe
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     with tempfile.TemporaryDirectory(prefix="bench-hf-") as tmp:
@@ -148,30 +142,16 @@ def main() -> int:
         times["load"] = time.perf_counter() - start
         rss_loaded = rss_mib()
         probe = prepare_probe(loaded, probe_text(loaded, args.tokens))
-        start = time.perf_counter()
-        cache = capture(loaded, probe.ids)
-        times["capture (hooked + plain forward, derive, verify)"] = time.perf_counter() - start
-        start = time.perf_counter()
-        report_data = build_report_data(loaded, cache, probe.ids, args.top_k)
-        times["report_data"] = time.perf_counter() - start
+        run = report.compute_run(loaded, probe, args.top_k)
+        times["capture (hooked + plain forward, derive, verify)"] = run.seconds["capture + verify"]
+        for stage in ("trace", "report data", "analysis"):
+            times[stage] = run.seconds[stage]
+        times["attribution (integrated gradients skipped above its budget)"] = run.seconds["attribution"]
         out = Path(tmp) / "report"
-        with site.atomic_folder(out) as dest:
-            start = time.perf_counter()
-            trace = build_trace(loaded, probe, cache, args.top_k)
-            write_trace(dest, trace, cache)
-            (dest / "report_data.json").write_text(dumps(report_data, compact=True), encoding="utf-8")
-            times["trace files (trace.json, activations, report_data.json)"] = time.perf_counter() - start
-            start = time.perf_counter()
-            analysed = analysis.analyze(cache.tensors, trace, report_data, loaded.tokenizer.token_str)
-            (dest / "analysis.json").write_text(dumps(analysed, compact=True), encoding="utf-8")
-            times["analysis"] = time.perf_counter() - start
-            start = time.perf_counter()
-            attributed = attribution.attribute(loaded, cache, probe.ids)
-            (dest / "attribution.json").write_text(dumps(attributed, compact=True), encoding="utf-8")
-            times["attribution (integrated gradients skipped above its budget)"] = time.perf_counter() - start
-            start = time.perf_counter()
-            report.render_pages(dest, trace, cache.tensors, report_data)
-            times["figures + page"] = time.perf_counter() - start
+        start = time.perf_counter()
+        report.write_run(out, run)
+        times["write: data files, figures + page"] = time.perf_counter() - start
+        cache = run.cache
         sizes = {p.name: p.stat().st_size for p in out.iterdir() if p.is_file()}
         print(f"model: {loaded.card['n_params']:,} parameters, {loaded.dims}")
         print(f"probe: {len(probe.ids)} tokens; verification {'passed' if cache.passed else 'FAILED ' + str(cache.failures())}")

@@ -49,9 +49,10 @@ import visualizer.analysis.summary as analysis  # noqa: E402
 import visualizer.analysis.attribution as attribution  # noqa: E402
 import visualizer.pipeline as report  # noqa: E402
 import visualizer.capture as capture_module  # noqa: E402
+from visualizer.artefacts.run_files import RunFiles  # noqa: E402
+from visualizer.model.probe import prepare_probe  # noqa: E402
 from visualizer.model.registry import load_model  # noqa: E402
 from visualizer.analysis.report_data import build_report_data  # noqa: E402
-from visualizer.artefacts.trace import build_trace  # noqa: E402
 
 T_IMPORTED = time.perf_counter()
 
@@ -116,7 +117,7 @@ def stage_load(run: Run) -> None:
 
 
 def stage_probe(run: Run) -> None:
-    run.probe = report.prepare_probe(run.loaded, run.spec.probe)
+    run.probe = prepare_probe(run.loaded, run.spec.probe)
     run.ids = torch.tensor(run.probe.ids, dtype=torch.long)
     assert len(run.probe.ids) == len(run.spec.probe), "one token per character expected"
 
@@ -170,25 +171,22 @@ def stage_part_verify_identities(run: Run) -> None:
 
 
 def stage_write(run: Run) -> None:
-    """report.write_report with its capture replaced by the cache already made: everything a run
-    does after capture (trace, report data, analysis, attribution, files, figures and page)."""
+    """Everything a run does after capture (trace, report data, analysis, attribution, files,
+    figures and page): pipeline.analyse_run on the cache already made, then pipeline.write_run."""
     run.writes += 1
     folder = run.workdir / f"report-{run.writes}"
-    real_capture = report.capture
-    report.capture = lambda loaded, ids: run.cache
-    try:
-        run.trace = report.write_report(run.loaded, run.probe, folder, TOP_K)
-    finally:
-        report.capture = real_capture
+    result = report.analyse_run(run.loaded, run.probe, run.cache, TOP_K)
+    report.write_run(folder, result)
+    run.trace, run.report_data = result.trace, result.report_data
     run.last_report = folder
 
 
-# The parts of write_report, each through the public function it calls. They explain the write
-# figure; whatever write_report does besides them (writing the files) is the remainder.
+# The parts of the write, each through the public function analyse_run calls. They explain the
+# write figure; whatever it does besides them (writing the files) is the remainder.
 
 
 def stage_part_trace(run: Run) -> None:
-    run.trace = build_trace(run.loaded, run.probe, run.cache, TOP_K)
+    run.trace = report.trace_record(run.loaded, run.probe, run.cache, TOP_K)
 
 
 def stage_part_report_data(run: Run) -> None:
@@ -205,7 +203,7 @@ def stage_part_attribution(run: Run) -> None:
 
 def stage_part_pages(run: Run) -> None:
     """Figures and page of the last written report, drawn again in place (as `render` does)."""
-    report.render_pages(run.last_report, run.trace, run.cache.tensors, run.report_data)
+    report.render_pages(run.last_report, RunFiles(run.trace, run.cache.tensors, run.report_data, None, None))
 
 
 def stage_report(run: Run) -> None:
@@ -249,7 +247,7 @@ STAGES: list[Stage] = [
     Stage("  verify (forward + identities)", stage_part_verify),
     Stage("    identities only", stage_part_verify_identities),
     Stage("write (all after capture)", stage_write),
-    Stage("  trace (build_trace)", stage_part_trace),
+    Stage("  trace (trace_record)", stage_part_trace),
     Stage("  report data (build_report_data)", stage_part_report_data),
     Stage("  analysis (analysis.analyze)", stage_part_analysis),
     Stage("  attribution (attribute)", stage_part_attribution),
@@ -328,7 +326,7 @@ def site_sizes(folder: Path) -> dict:
 
 CAPTURE_PARTS_BUT_VERIFY_FORWARD = ("  hooked forward", "  derive attention", "  copy to float32 CPU", "    identities only")
 LOAD_CAPTURE_WRITE = ("load", "capture + verify", "write (all after capture)")
-WRITE_PARTS = ("  trace (build_trace)", "  report data (build_report_data)", "  analysis (analysis.analyze)",
+WRITE_PARTS = ("  trace (trace_record)", "  report data (build_report_data)", "  analysis (analysis.analyze)",
                "  attribution (attribute)", "  figures + page (render_pages)")
 
 

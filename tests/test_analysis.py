@@ -105,7 +105,8 @@ def test_analyze_a_real_capture(tmp_path):
     from visualizer.capture import capture
     from visualizer.model.registry import load_model
     from visualizer.analysis.report_data import build_report_data
-    from visualizer.artefacts.trace import Probe, build_trace
+    from visualizer.model.probe import Probe
+    from visualizer.pipeline import trace_record
 
     from tests.support.nanogpt import make_checkpoint
 
@@ -113,7 +114,7 @@ def test_analyze_a_real_capture(tmp_path):
     loaded = load_model(ckpt, meta)
     ids = loaded.tokenizer.encode("hello there").ids
     cache = capture(loaded, ids)
-    trace = build_trace(loaded, Probe("hello there", ids), cache)
+    trace = trace_record(loaded, Probe("hello there", ids), cache)
     result = analysis.analyze(cache.tensors, trace, build_report_data(loaded, cache, ids), loaded.tokenizer.token_str)
     assert len(result["attention"]["heads"]) == 4 and len(result["residual"]) == 3 and len(result["mlp"]) == 2
     assert result["logits"]["top"][-1][0]["id"] == int(cache["logits"][-1].argmax())

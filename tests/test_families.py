@@ -12,7 +12,7 @@ from tests.support.cli import run_cli
 from tests.support.nanochat import make_nanochat
 from visualizer.capture import capture
 from visualizer.model.registry import load_model
-from visualizer.pipeline import prepare_probe
+from visualizer.model.probe import prepare_probe
 from visualizer.analysis.report_data import build_report_data
 
 

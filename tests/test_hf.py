@@ -18,7 +18,8 @@ from tests.support.hf import make_gpt2_folder, make_llama_folder  # noqa: E402
 from visualizer.capture import capture  # noqa: E402
 from visualizer.errors import VisualizerError  # noqa: E402
 import visualizer.model.hf.adapter as hf  # noqa: E402
-from visualizer.pipeline import prepare_probe, write_report  # noqa: E402
+from visualizer.model.probe import prepare_probe
+from visualizer.pipeline import write_report  # noqa: E402
 from visualizer.analysis.report_data import build_report_data  # noqa: E402
 from visualizer.model.tokenizer import readable  # noqa: E402
 

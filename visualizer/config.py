@@ -1,7 +1,11 @@
-"""Run settings from command-line flags, the environment, `.env` and defaults, in that order.
+"""Settings for every command, merged in one place: command-line flag > process environment > `.env`
+> defaults.
 
-`.env` (read with python-dotenv from the current folder, or `--env-file`) never overrides a flag;
-a variable set in the process environment wins over the same key in `.env`. Keys: see env.template.
+`.env` is read with python-dotenv from the current folder (or `--env-file`); keys: see
+env.template. Each command's settings are a dataclass built here from its parsed flags (an
+argparse Namespace in which None means "not given").
+
+What this module does not do: parse arguments (cli/), load a model or touch torch at import time.
 """
 
 from __future__ import annotations
@@ -15,13 +19,15 @@ from dotenv import dotenv_values
 
 from visualizer.errors import VisualizerError
 from visualizer.readfile import read_text
-from visualizer.store.traces import options_from_args as store_options
+from visualizer.store.traces import DEFAULT_ROOT
 
 if TYPE_CHECKING:
     from visualizer.analysis.attribution import AttributionOptions
+    from visualizer.generation.sampling import Settings as SamplingSettings
     from visualizer.store.traces import StoreOptions
 
 DEFAULT_PROBE = "ROMEO:\nBut soft, what light through yonder window breaks?"
+
 
 ENV_KEYS = {
     "MODEL": "checkpoint",
@@ -34,30 +40,53 @@ ENV_KEYS = {
 
 
 @dataclass
-class Config:
-    checkpoint: Path | None = None  # None: the embedded demo checkpoint
+class ModelSource:
+    """Which model to open, on which device. checkpoint None: the embedded demo checkpoint."""
+
+    checkpoint: Path | None = None
     meta: Path | None = None  # None: looked for beside the checkpoint, then data/<dataset>/
-    probes: list[str] = field(default_factory=list)
-    out: Path | None = None  # None: visualizations/<model>/<probe-slug>/
     device: str = "cpu"
+    family: str | None = None  # None: detected from the checkpoint
+    step: int | None = None  # nanochat: None = the newest step
+    tokenizer: Path | None = None  # nanochat: None = beside the checkpoints
+
+
+@dataclass
+class Config:
+    """The report command's settings."""
+
+    model: ModelSource = field(default_factory=ModelSource)
+    probes: list[str] = field(default_factory=list)
+    chats: list[str] = field(default_factory=list)  # user messages rendered as chat turns
+    out: Path | None = None  # None: visualizations/<model>/<probe-slug>/
     quiet: bool = False
     debug: bool = False
     top_k: int = 10
-    # model families (nanochat, ...): None means detect / newest / beside the checkpoint
-    family: str | None = None
-    step: int | None = None
-    tokenizer: Path | None = None
-    chats: list[str] = field(default_factory=list)  # user messages rendered as chat turns
-    # trace store and attribution (issue 6); the CLI stores every run, a Config built in code does not
+    # the CLI stores every run; a Config built in code does not
     store: StoreOptions | None = None
     attribution: AttributionOptions | None = None  # None: the top next token at the last position
 
 
-def read_env(env_file: Path | None) -> dict[str, str]:
+@dataclass
+class GenerateConfig:
+    """The generate command's settings."""
+
+    model: ModelSource
+    prompt: str
+    chat: bool  # the prompt is a user message, rendered as the model's chat turn
+    sampling: SamplingSettings
+    max_new_tokens: int = 100
+    snapshot_every: int = 25
+    candidates: int = 10
+    out: Path | None = None  # None: visualizations/<model>/generate-<prompt-slug>/
+    quiet: bool = False
+
+
+def read_env(env_file: Path | str | None) -> dict[str, str]:
     """`.env` values overlaid with the process environment, for the keys we know."""
     values: dict[str, str] = {}
-    path = env_file if env_file is not None else Path(".env")
-    if env_file is not None and not path.is_file():
+    path = Path(env_file) if env_file else Path(".env")
+    if env_file and not path.is_file():
         raise VisualizerError(f"--env-file {path}: not found")
     if path.is_file():
         values.update({k: v for k, v in dotenv_values(path).items() if v is not None})
@@ -67,47 +96,120 @@ def read_env(env_file: Path | None) -> dict[str, str]:
     return {k: v for k, v in values.items() if k in ENV_KEYS and v != ""}
 
 
+def env_of(args) -> dict[str, str]:
+    return read_env(getattr(args, "env_file", None))
+
+
 def read_probe_file(path: Path) -> str:
     return read_text(path, f"--probe-file {path}")
 
 
-def build_config(args) -> Config:
-    """Merge parsed flags (argparse Namespace; None = not given) over env/.env over defaults."""
-    from visualizer.analysis.attribution import options_from_args as attribution_options  # imports torch: only for a run
-
-    env = read_env(Path(args.env_file) if getattr(args, "env_file", None) else None)
-    probes = list(args.probe or [])
-    for probe_file in getattr(args, "probe_file", None) or []:
-        probes.append(read_probe_file(Path(probe_file)))
-    chats = list(getattr(args, "chat", None) or [])
-    if not probes and not chats:
-        probes = [env.get("PROBE_SENTENCE", DEFAULT_PROBE)]
-    for i, probe in enumerate(probes):
-        if probe == "" or probe.isspace():
-            raise VisualizerError(f"probe {i + 1} is empty" if len(probes) > 1 else "the probe is empty")
-    for i, chat in enumerate(chats):
-        if chat == "" or chat.isspace():
-            raise VisualizerError(f"--chat message {i + 1} is empty")
+def model_source(args, env: dict[str, str]) -> ModelSource:
+    """The model flags over MODEL / NANOGPT_META_PATH / DEVICE; checkpoint None is the demo."""
     step = getattr(args, "step", None)
     if step is not None and step < 0:
         raise VisualizerError(f"--step {step}: must be 0 or more")
-    checkpoint = args.checkpoint or env.get("MODEL")
+    checkpoint = getattr(args, "checkpoint", None) or env.get("MODEL")
     # a meta path from .env belongs to the .env's model: a --checkpoint flag looks for its own
-    meta = args.meta or (None if args.checkpoint else env.get("NANOGPT_META_PATH"))
-    out = args.out or env.get("OUT")
-    return Config(
+    meta = getattr(args, "meta", None) or (None if getattr(args, "checkpoint", None) else env.get("NANOGPT_META_PATH"))
+    tokenizer = getattr(args, "tokenizer", None)
+    return ModelSource(
         checkpoint=Path(checkpoint) if checkpoint else None,
         meta=Path(meta) if meta else None,
+        device=getattr(args, "device", None) or env.get("DEVICE", "cpu"),
+        family=getattr(args, "family", None),
+        step=step,
+        tokenizer=Path(tokenizer) if tokenizer else None,
+    )
+
+
+def out_folder(args, env: dict[str, str]) -> Path | None:
+    out = getattr(args, "out", None) or env.get("OUT")
+    return Path(out) if out else None
+
+
+def store_root(args, env: dict[str, str]) -> Path:
+    """--store, else TRACE_STORE (environment, then .env), else traces/."""
+    return Path(getattr(args, "store", None) or env.get("TRACE_STORE") or DEFAULT_ROOT)
+
+
+def store_options(args, env: dict[str, str]) -> StoreOptions | None:
+    """StoreOptions from a storing command's flags; None with --no-store."""
+    from visualizer.store.traces import StoreOptions, parse_keep
+
+    if getattr(args, "no_store", True):
+        return None
+    tags = tuple(dict.fromkeys(t.strip() for t in (args.tag or []) if t.strip()))
+    return StoreOptions(root=store_root(args, env), tags=tags, category=args.category or None,
+                        dtype=args.store_dtype, keep=parse_keep(args.keep))
+
+
+def nonempty(texts: list[str], what: str) -> list[str]:
+    for i, text in enumerate(texts):
+        if text == "" or text.isspace():
+            raise VisualizerError(f"{what} {i + 1} is empty" if len(texts) > 1 else f"the {what} is empty")
+    return texts
+
+
+def report_config(args) -> Config:
+    """The report command's flags over env/.env over defaults."""
+    from visualizer.analysis.attribution import options_from_args as attribution_options  # imports torch
+
+    env = env_of(args)
+    probes = list(args.probe or [])
+    for probe_file in args.probe_file or []:
+        probes.append(read_probe_file(Path(probe_file)))
+    chats = list(args.chat or [])
+    if not probes and not chats:
+        probes = [env.get("PROBE_SENTENCE", DEFAULT_PROBE)]
+    nonempty(probes, "probe")
+    nonempty(chats, "--chat message")
+    return Config(
+        model=model_source(args, env),
         probes=probes,
-        out=Path(out) if out else None,
-        device=args.device or env.get("DEVICE", "cpu"),
+        chats=chats,
+        out=out_folder(args, env),
         quiet=bool(args.quiet),
         debug=bool(args.debug),
         top_k=args.top_k,
-        family=getattr(args, "family", None),
-        step=step,
-        tokenizer=Path(args.tokenizer) if getattr(args, "tokenizer", None) else None,
-        chats=chats,
         store=store_options(args, env),
         attribution=attribution_options(args),
+    )
+
+
+def generate_config(args) -> GenerateConfig:
+    """The generate command's flags over env/.env (PROBE_SENTENCE is the default prompt) over defaults."""
+    import visualizer.generation.sampling as sampling
+
+    env = env_of(args)
+    given = [flag for flag, value in (("--prompt", args.prompt), ("--prompt-file", args.prompt_file),
+                                      ("--chat", args.chat)) if value is not None]
+    if len(given) > 1:
+        raise VisualizerError(f"give one of --prompt, --prompt-file and --chat, not {' and '.join(given)}")
+    if args.prompt_file is not None:
+        prompt = read_probe_file(Path(args.prompt_file))
+    elif args.chat is not None:
+        prompt = args.chat
+    else:
+        prompt = args.prompt if args.prompt is not None else env.get("PROBE_SENTENCE", DEFAULT_PROBE)
+    nonempty([prompt], "--chat message" if args.chat is not None else "prompt")
+    for flag, value, least in (("--max-new-tokens", args.max_new_tokens, 1), ("--snapshot-every", args.snapshot_every, 0),
+                               ("--candidates", args.candidates, 1)):
+        if value < least:
+            raise VisualizerError(f"{flag} {value}: must be at least {least}")
+    settings = sampling.Settings(
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
+        no_repeat_ngram_size=args.no_repeat_ngram_size, stop=tuple(args.stop),
+        seed=sampling.DEFAULT_SEED if args.seed is None else args.seed,
+    ).check()
+    return GenerateConfig(
+        model=model_source(args, env),
+        prompt=prompt,
+        chat=args.chat is not None,
+        sampling=settings,
+        max_new_tokens=args.max_new_tokens,
+        snapshot_every=args.snapshot_every,
+        candidates=args.candidates,
+        out=out_folder(args, env),
+        quiet=bool(args.quiet),
     )

@@ -1,37 +1,49 @@
-"""One run of the plain command: load once, then for each probe capture -> trace -> page, atomically.
+"""What each command does, stage by stage: load -> compute -> write -> store.
 
-What this module does not do: parse arguments (cli.py), know a model family (families/), or write
-HTML itself (site.py).
+- report: load once, then for each probe capture (verified) -> analyse -> write the report folder
+  atomically -> keep it in the trace store;
+- render: a stored trace's folder -> its figures and page again, with no model;
+- generate: load -> decode step by step -> the generation folder (with the prompt's report).
+
+Compute returns a `RunResult`; `write_run` alone turns one into a report folder.
+
+What this module does not do: parse arguments (cli/), merge settings (config.py), know a model
+family (model/), draw (figures/) or write HTML (site/).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import shutil
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from safetensors.torch import load_file
-
-import visualizer.analysis.summary as analysis
 import visualizer.analysis.attribution as attribution
+import visualizer.analysis.summary as analysis
 import visualizer.figures.plan as plots
-import visualizer.site.report as render
 import visualizer.site.common as site
+import visualizer.site.report as render
 import visualizer.store.traces as store
-from visualizer.capture import capture
-from visualizer.config import Config
+from visualizer.analysis.report_data import build_report_data, topk_table
+from visualizer.analysis.stats import summarize
+from visualizer.artefacts import layout
+from visualizer.artefacts.folder import atomic_folder, check_target
+from visualizer.artefacts.run_files import RunFiles, read_run_files, write_run_files
+from visualizer.artefacts.trace import build_trace
+from visualizer.capture import Cache, capture
+from visualizer.config import Config, GenerateConfig, ModelSource
 from visualizer.errors import VisualizerError
 from visualizer.model.base import LoadedModel, slug
+from visualizer.model.probe import Probe, prepare_probe
 from visualizer.model.registry import DEMO_CHECKPOINT, DEMO_META, load_model, resolve_family
-from visualizer.analysis.report_data import build_report_data
-from visualizer.artefacts.trace import Probe, build_trace, dumps, write_trace
 
 VISUALIZATIONS = Path("visualizations")
 
 
-def say(config: Config, message: str) -> None:
-    if not config.quiet:
+def say(quiet: bool, message: str) -> None:
+    if not quiet:
         print(message, flush=True)
 
 
@@ -47,68 +59,125 @@ def probe_folder(probe: Probe) -> str:
     return probe_slug(("chat " if probe.chat else "") + probe.text)
 
 
-def prepare_probe(loaded: LoadedModel, text: str, chat: bool = False) -> Probe:
-    """Encode a probe (or a chat message); keep its last n_ctx tokens (with a warning) when longer."""
-    encoded = loaded.adapter.encode_chat(loaded, text) if chat else loaded.adapter.encode_probe(loaded, text)
-    ids, warnings = list(encoded.ids), list(encoded.warnings)
-    if not ids:
-        raise VisualizerError("the probe encodes to no tokens")
-    n_ctx = loaded.dims.n_ctx
-    dropped = ids[:-n_ctx] if len(ids) > n_ctx else []
-    if dropped:
-        warnings.append(
-            f"the probe has {len(ids)} tokens, more than the model's context of {n_ctx}: "
-            f"kept the last {n_ctx}, dropped the first {len(dropped)}"
-        )
-    return Probe(text=text, ids=ids[-n_ctx:], dropped_ids=dropped, warnings=warnings, chat=chat)
+# --- load -------------------------------------------------------------------------------------------
 
 
-def write_report(loaded: LoadedModel, probe: Probe, folder: Path, top_k: int,
-                 attribution_options: attribution.AttributionOptions | None = None) -> dict:
+def checkpoint_paths(source: ModelSource) -> tuple[Path, Path | None]:
+    """The checkpoint and meta to read: the embedded demo when no checkpoint is given."""
+    if source.checkpoint is None:
+        return DEMO_CHECKPOINT, source.meta or DEMO_META
+    return source.checkpoint, source.meta
+
+
+def open_model(source: ModelSource, quiet: bool) -> LoadedModel:
+    checkpoint, meta = checkpoint_paths(source)
+    family, why = resolve_family(checkpoint, source.family)
+    say(quiet, f"family {family} ({why})")
+    loaded = load_model(checkpoint, meta, source.device, family=family, step=source.step, tokenizer=source.tokenizer)
+    say(quiet, f"loaded {loaded.family} model '{loaded.name}' ({loaded.card['n_params']:,} parameters, "
+        f"{loaded.dims.n_layer} layers, {loaded.dims.n_head} heads, d_model {loaded.dims.d_model}; "
+        f"tokenizer {loaded.tokenizer.describe()})")
+    return loaded
+
+
+# --- compute ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    """Everything one probe's report shows, computed from the model; written by `write_run`."""
+
+    probe: Probe
+    cache: Cache
+    trace: dict
+    report_data: dict
+    analysis: dict
+    attribution: dict
+    seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall time, for the benchmark
+
+
+def trace_record(loaded: LoadedModel, probe: Probe, cache: Cache, top_k: int = 10) -> dict:
+    """trace.json's record of a captured run: next-token table and tensor statistics computed here."""
+    next_tokens = topk_table(cache["logits"][-1:], loaded.tokenizer, top_k)[0]
+    return build_trace(loaded, probe, cache, next_tokens, summarize(cache.tensors))
+
+
+def analyse_run(loaded: LoadedModel, probe: Probe, cache: Cache, top_k: int = 10,
+                attribution_options: attribution.AttributionOptions | None = None) -> RunResult:
+    """Everything after capture: the trace record, the page's data, the analysis, the attribution."""
+    seconds: dict[str, float] = {}
+
+    def timed(name: str, fn):
+        start = time.perf_counter()
+        value = fn()
+        seconds[name] = time.perf_counter() - start
+        return value
+
+    trace = timed("trace", lambda: trace_record(loaded, probe, cache, top_k))
+    report_data = timed("report data", lambda: build_report_data(loaded, cache, probe.ids, top_k))
+    analysed = timed("analysis", lambda: analysis.analyze(cache.tensors, trace, report_data, loaded.tokenizer.token_str))
+    attributed = timed("attribution", lambda: attribution.attribute(loaded, cache, probe.ids, attribution_options))
+    return RunResult(probe=probe, cache=cache, trace=trace, report_data=report_data, analysis=analysed,
+                     attribution=attributed, seconds=seconds)
+
+
+def compute_run(loaded: LoadedModel, probe: Probe, top_k: int = 10,
+                attribution_options: attribution.AttributionOptions | None = None) -> RunResult:
+    """Capture (verified) and analyse one probe."""
+    start = time.perf_counter()
     cache = capture(loaded, probe.ids)
-    trace = build_trace(loaded, probe, cache, top_k)
-    report_data = build_report_data(loaded, cache, probe.ids, top_k)
-    analysed = analysis.analyze(cache.tensors, trace, report_data, loaded.tokenizer.token_str)
-    attributed = attribution.attribute(loaded, cache, probe.ids, attribution_options)
-    with site.atomic_folder(folder) as tmp:
-        write_trace(tmp, trace, cache)
-        (tmp / "report_data.json").write_text(dumps(report_data, compact=True), encoding="utf-8")
-        (tmp / "analysis.json").write_text(dumps(analysed, compact=True), encoding="utf-8")
-        (tmp / "attribution.json").write_text(dumps(attributed, compact=True), encoding="utf-8")
-        render_pages(tmp, trace, cache.tensors, report_data)
-    return trace
+    captured = time.perf_counter() - start
+    run = analyse_run(loaded, probe, cache, top_k, attribution_options)
+    run.seconds = {"capture + verify": captured, **run.seconds}
+    return run
 
 
-def render_pages(folder: Path, trace: dict, tensors: dict, report_data: dict) -> None:
+# --- write ------------------------------------------------------------------------------------------
+
+
+def render_pages(folder: Path, files: RunFiles) -> None:
     """Figures (parallel PNGs) then the page and its data files, from the run's data alone."""
-    figures = plots.render_figures(folder, plots.plan_figures(trace, tensors, report_data), workers=plots.default_workers())
+    figures = plots.render_figures(folder, plots.plan_figures(files.trace, files.tensors, files.report_data),
+                                   workers=plots.default_workers())
     render.render_folder(folder, figures)
 
 
+def write_run(folder: Path, run: RunResult) -> None:
+    """The report folder of one run, written atomically: data files, figures, page."""
+    with atomic_folder(folder) as tmp:
+        files = write_run_files(tmp, run.trace, run.cache.tensors, run.report_data, run.analysis, run.attribution)
+        render_pages(tmp, files)
+
+
+def write_report(loaded: LoadedModel, probe: Probe, folder: Path, top_k: int = 10,
+                 attribution_options: attribution.AttributionOptions | None = None) -> dict:
+    """compute_run + write_run; returns the trace record."""
+    run = compute_run(loaded, probe, top_k, attribution_options)
+    write_run(folder, run)
+    return run.trace
+
+
 def render_from_files(folder: Path) -> None:
-    """Rebuild a report's figures and page from its files alone (trace.json, report_data.json,
-    activations.safetensors, and analysis.json / attribution.json when present): no model and no
-    forward pass. `render ID` ends here; the plain run draws the same from the tensors in memory."""
-    trace = json.loads((folder / "trace.json").read_text(encoding="utf-8"))
-    report_data = json.loads((folder / "report_data.json").read_text(encoding="utf-8"))
-    tensors = {name: t.float() for name, t in load_file(str(folder / "activations.safetensors")).items()}
-    render_pages(folder, trace, tensors, report_data)
+    """Rebuild a report's figures and page from its files alone (no model, no forward pass)."""
+    render_pages(folder, read_run_files(folder, str(folder)))
 
 
-def resolve_paths(config: Config) -> tuple[Path, Path | None]:
-    if config.checkpoint is None:
-        return DEMO_CHECKPOINT, config.meta or DEMO_META
-    return config.checkpoint, config.meta
+def report_verdict(verification: dict) -> bool:
+    """Print each failed check of a verification (name -> check); True when every one passed."""
+    for name, check in verification.items():
+        if not check["passed"]:
+            print(f"VERIFICATION FAILED: {name}: max abs error {check['max_abs_error']} > {check['tolerance']}",
+                  file=sys.stderr)
+    return all(check["passed"] for check in verification.values())
 
 
-def run(config: Config) -> int:
-    checkpoint, meta = resolve_paths(config)
-    family, why = resolve_family(checkpoint, config.family)
-    say(config, f"family {family} ({why})")
-    loaded = load_model(checkpoint, meta, config.device, family=family, step=config.step, tokenizer=config.tokenizer)
-    say(config, f"loaded {loaded.family} model '{loaded.name}' ({loaded.card['n_params']:,} parameters, "
-        f"{loaded.dims.n_layer} layers, {loaded.dims.n_head} heads, d_model {loaded.dims.d_model}; "
-        f"tokenizer {loaded.tokenizer.describe()})")
+# --- commands ---------------------------------------------------------------------------------------
+
+
+def run_report(config: Config) -> int:
+    """The report command: one folder per probe (and the site index when writing under a site root)."""
+    loaded = open_model(config.model, config.quiet)
+    checkpoint, _ = checkpoint_paths(config.model)
     probes = [prepare_probe(loaded, text) for text in config.probes]  # every probe checked before writing
     probes += [prepare_probe(loaded, text, chat=True) for text in config.chats]
     attribution.check_options(loaded, [len(p.ids) for p in probes], config.attribution)
@@ -128,18 +197,89 @@ def run(config: Config) -> int:
         trace = write_report(loaded, probe, folder, config.top_k, config.attribution)
         if config.store is not None:  # every run is kept in the trace store unless --no-store
             manifest = store.save(folder, checkpoint, config.store)
-            say(config, f"trace: {manifest['id']} in {config.store.root}")
-        if not trace["verification_passed"]:
-            failed = True
-            for name, check in trace["verification"].items():
-                if not check["passed"]:
-                    print(f"VERIFICATION FAILED: {name}: max abs error {check['max_abs_error']} > "
-                          f"{check['tolerance']}", file=sys.stderr)
+            say(config.quiet, f"trace: {manifest['id']} in {config.store.root}")
+        failed |= not report_verdict(trace["verification"])
         best = trace["next_tokens"][0]
-        say(config, f"{len(probe.ids)} tokens; verification {'passed' if trace['verification_passed'] else 'FAILED'}; "
+        say(config.quiet, f"{len(probe.ids)} tokens; verification {'passed' if trace['verification_passed'] else 'FAILED'}; "
             f"next token {best['readable']!r} ({best['prob']:.3f})")
-        say(config, f"report: {folder / 'index.html'}")
+        say(config.quiet, f"report: {folder / 'index.html'}")
     if site_root is not None:
         index = site.write_site_index(site_root)
-        say(config, f"site index: {index}")
+        say(config.quiet, f"site index: {index}")
+    return 3 if failed else 0
+
+
+def render_trace(root: Path, ref: str, out: Path) -> Path:
+    """`render ID`: a stored trace's report, rebuilt from its files into `out`."""
+    from visualizer.artefacts.trace import dumps
+
+    stored = store.open_trace(root, ref)
+    if Path(out).resolve() == stored.folder.resolve():
+        raise VisualizerError(f"--out {out}: that is the trace itself; choose another folder")
+    check_renderable(stored)
+    with atomic_folder(Path(out)) as tmp:
+        for name in layout.DATA_FILES:
+            if (stored.folder / name).is_file():
+                shutil.copyfile(stored.folder / name, tmp / name)
+        files = read_run_files(tmp, f"trace {stored.name}")
+        if files.analysis is None:  # a trace stored without one: analysed again from its files
+            analysed = analysis.analyze(files.tensors, files.trace, files.report_data)
+            (tmp / layout.ANALYSIS).write_text(dumps(analysed, compact=True), encoding="utf-8")
+        render_pages(tmp, files)
+    return Path(out) / "index.html"
+
+
+def check_renderable(stored: store.StoredTrace) -> None:
+    """The report page needs report_data.json and every layer's attention pattern."""
+    kept = (stored.manifest or {}).get("kept", {})
+    if kept and not kept.get("all_groups") and "attn" not in kept["groups"]:
+        raise VisualizerError(f"trace {stored.name}: stored with --keep {','.join(kept['groups'])}, without the attention "
+                              "patterns the report page draws; it cannot be rendered (traces show and compare still work)")
+    if not (stored.folder / layout.REPORT_DATA).is_file():
+        raise VisualizerError(f"trace {stored.name}: {layout.REPORT_DATA}: missing (the report page needs it)")
+
+
+def run_generate(config: GenerateConfig) -> int:
+    """The generate command: continue the prompt, then write the generation view and the prompt's report."""
+    from visualizer.artefacts.trace import dumps
+    from visualizer.figures.generation import write_snapshots
+    from visualizer.generation.decode import generate
+    from visualizer.generation.record import build_record
+    from visualizer.site.generation import render_generation
+
+    loaded = open_model(config.model, quiet=True)
+    probe = prepare_probe(loaded, config.prompt, chat=config.chat)
+    out = config.out or VISUALIZATIONS / loaded.name / f"generate-{probe_folder(probe)}"
+    check_target(out, layout.GENERATION_MARKER)  # refuse a foreign folder before spending time generating
+    for message in probe.warnings:
+        warn(message)
+    say(config.quiet, f"loaded {loaded.family} model '{loaded.name}'; generating up to {config.max_new_tokens} tokens "
+        f"after {len(probe.ids)} prompt tokens")
+    progress = None
+    if not config.quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        progress = tqdm(total=config.max_new_tokens, unit="tok", file=sys.stderr, leave=False)
+    try:
+        gen = generate(loaded, probe.ids, config.max_new_tokens, config.sampling,
+                       on_step=(lambda step: progress.update(1)) if progress else None)
+    finally:
+        if progress is not None:
+            progress.close()
+    record = build_record(loaded, probe, gen, config.sampling, config.max_new_tokens, config.candidates)
+    with atomic_folder(out, layout.GENERATION_MARKER) as tmp:
+        prompt_trace = write_report(loaded, probe, tmp / "prompt", config.candidates)
+        (tmp / layout.GENERATION_MARKER).write_text(dumps(record), encoding="utf-8")
+        (tmp / "output.txt").write_text(record["output"], encoding="utf-8")
+        render_generation(tmp, record, write_snapshots(tmp, record, config.snapshot_every))
+    failed = not report_verdict({**record["verification"], **prompt_trace["verification"]})
+    if gen.slides:
+        bos = getattr(loaded.tokenizer, "bos_id", None)
+        dropped = " (the prompt's first token, BOS, is cropped away with it)" if bos is not None and probe.ids[0] == bos else ""
+        say(config.quiet, f"the context reached block_size {loaded.dims.n_ctx} at step {gen.slides[0]}: cropped to the "
+            f"last {loaded.dims.n_ctx} tokens from then on (as nanoGPT){dropped}, cache rebuilt at {len(gen.slides)} steps")
+    stop = {"max_new_tokens": "max tokens", "stop_string": f"stop string {gen.stop_string!r}",
+            "no_allowed_token": "every token banned"}[gen.stop_reason]
+    say(config.quiet, f"{len(gen.steps)} tokens generated (stopped: {stop}); verification {'FAILED' if failed else 'passed'}")
+    say(config.quiet, f"generation: {out / 'index.html'}")
     return 3 if failed else 0

@@ -14,7 +14,8 @@ from tests.support.nanogpt import make_checkpoint
 from visualizer.capture import capture
 from visualizer.model.registry import load_model
 from visualizer.analysis.report_data import build_report_data
-from visualizer.artefacts.trace import Probe, build_trace
+from visualizer.model.probe import Probe
+from visualizer.pipeline import trace_record
 
 
 def capture_inputs(folder: Path, probe: str, **model) -> tuple[dict, dict, dict]:
@@ -25,7 +26,7 @@ def capture_inputs(folder: Path, probe: str, **model) -> tuple[dict, dict, dict]
     ids = encoded.ids
     cache = capture(loaded, ids)
     assert cache.passed, cache.failures()
-    trace = build_trace(loaded, Probe(text=probe, ids=ids), cache)
+    trace = trace_record(loaded, Probe(text=probe, ids=ids), cache)
     return trace, cache.tensors, build_report_data(loaded, cache, ids)
 
 

@@ -1,5 +1,5 @@
 """Report folders for the page tests: a small random nanoGPT checkpoint (tests.support.nanogpt), run through the real
-pipeline (load -> capture -> build_trace -> write_trace -> build_report_data), plus a few real PNG
+pipeline (load -> capture -> trace_record -> build_report_data -> write_run_files), plus a few real PNG
 figures drawn here with matplotlib, then `render.render_folder`.
 
 What this module does not do: test anything itself (test_render.py, test_page.py do).
@@ -13,9 +13,10 @@ from tests.support.nanogpt import make_checkpoint
 from visualizer.capture import capture
 from visualizer.model.registry import load_model
 from visualizer.site.report import render_folder
-from visualizer.pipeline import prepare_probe
+from visualizer.model.probe import prepare_probe
 from visualizer.analysis.report_data import build_report_data
-from visualizer.artefacts.trace import build_trace, dumps, write_trace
+from visualizer.artefacts.run_files import write_run_files
+from visualizer.pipeline import trace_record
 
 CHAR_VOCAB = sorted(set("\n !',.:;?abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"))
 
@@ -61,11 +62,9 @@ def make_report(folder: Path, probe_text: str, vocab: list[str], figure_specs=()
     loaded = load_model(ckpt, meta, "cpu")
     probe = prepare_probe(loaded, probe_text)
     cache = capture(loaded, probe.ids)
-    trace = build_trace(loaded, probe, cache, 10)
     report_data = build_report_data(loaded, cache, probe.ids, 10)
     folder.mkdir(parents=True, exist_ok=True)
-    write_trace(folder, trace, cache)
-    (folder / "report_data.json").write_text(dumps(report_data, compact=True), encoding="utf-8")
+    write_run_files(folder, trace_record(loaded, probe, cache), cache.tensors, report_data)
     figures = draw_figures(folder, cache.tensors, list(figure_specs))
     render_folder(folder, figures)
     return figures

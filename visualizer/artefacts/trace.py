@@ -9,32 +9,19 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
 from visualizer import __version__
-from visualizer.analysis.stats import summarize
 from visualizer.capture import Cache
 from visualizer.errors import VisualizerError
 from visualizer.model.base import LoadedModel
-from visualizer.analysis.report_data import topk_table
+from visualizer.model.probe import Probe
 from visualizer.model.tokenizer import readable
 
 TRACE_FORMAT = 1
-
-
-@dataclass
-class Probe:
-    """A probe as run: the text, its ids after truncation to the context, and what was dropped."""
-
-    text: str
-    ids: list[int]
-    dropped_ids: list[int] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    chat: bool = False  # text is a user message, rendered as the family's chat turn
 
 
 def _finite(obj):
@@ -66,7 +53,9 @@ def model_header(loaded: LoadedModel, fmt: int) -> dict:
     }
 
 
-def build_trace(loaded: LoadedModel, probe: Probe, cache: Cache, top_k: int = 10) -> dict:
+def build_trace(loaded: LoadedModel, probe: Probe, cache: Cache, next_tokens: list[dict], tensor_stats: dict) -> dict:
+    """trace.json's contents: the model header, the probe as run, the verification, the next-token
+    table at the last position and every tensor's statistics (both computed by analysis/)."""
     tok = loaded.tokenizer
     tokens = [tok.token_str(i) for i in probe.ids]
     return {
@@ -84,8 +73,8 @@ def build_trace(loaded: LoadedModel, probe: Probe, cache: Cache, top_k: int = 10
         "warnings": list(probe.warnings),
         "verification": cache.verification,
         "verification_passed": cache.passed,
-        "next_tokens": topk_table(cache["logits"][-1:], tok, top_k)[0],
-        "tensors": summarize(cache.tensors),
+        "next_tokens": next_tokens,
+        "tensors": tensor_stats,
     }
 
 
@@ -103,13 +92,9 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], dtype: torch.dtyp
     save_file(out, str(path), metadata={"writer": f"visualizer {__version__}"})
 
 
-def write_activations(path: Path, cache: Cache) -> None:
-    save_tensors(path, cache.tensors, torch.float32)
-
-
-def write_trace(folder: Path, trace: dict, cache: Cache) -> None:
-    (folder / "trace.json").write_text(dumps(trace), encoding="utf-8")
-    write_activations(folder / "activations.safetensors", cache)
+def write_activations_file(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """A report's activations file: every captured tensor, float32, as captured."""
+    save_tensors(path, tensors, torch.float32)
 
 
 def read_activations(path: Path, owner: str) -> dict[str, torch.Tensor]:

@@ -19,7 +19,8 @@ from visualizer.model.base import LoadedModel
 from visualizer.generation.decode import Generation, Step, continuation_text, entropy_bits, rank_of, step_threads, top_candidates
 from visualizer.generation.sampling import Settings, final_distribution
 from visualizer.model.tokenizer import readable
-from visualizer.artefacts.trace import Probe, model_header
+from visualizer.artefacts.trace import model_header
+from visualizer.model.probe import Probe
 
 GENERATION_FORMAT = 1
 ATTENTION_ENCODING = "base64 of float32 little-endian, C order, shape [n_layer, n_head, T]"

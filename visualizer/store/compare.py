@@ -27,6 +27,8 @@ import visualizer.site.common as site
 from visualizer.errors import VisualizerError
 from visualizer.readfile import read_json
 from visualizer.store.traces import StoredTrace
+from visualizer.artefacts.folder import atomic_folder
+from visualizer.artefacts.layout import COMPARE_MARKER
 from visualizer.artefacts.trace import dumps, read_activations
 
 FORMAT = 1
@@ -181,7 +183,7 @@ def write_site(out: Path, a: Side, b: Side, result: dict) -> None:
     n_layer, n_head = a.trace["dims"]["n_layer"], a.trace["dims"]["n_head"]
     m = min(result["positions"], HEAD_VIEW_POSITIONS)
     have_patterns = result["attention_jsd"] is not None
-    with site.atomic_folder(out, marker="compare.json") as tmp:
+    with atomic_folder(out, marker=COMPARE_MARKER) as tmp:
         (tmp / "compare.json").write_text(dumps(result, compact=True), encoding="utf-8")
         if have_patterns:
             (tmp / "data").mkdir()

@@ -31,16 +31,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from visualizer.artefacts.layout import ACTIVATIONS, ANALYSIS, DATA_FILES, REQUIRED_FILES, TRACE
 from visualizer.errors import VisualizerError
 from visualizer.readfile import read_json
 
 DEFAULT_ROOT = Path("traces")
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
-ACTIVATIONS = "activations.safetensors"
-REQUIRED_FILES = ("trace.json", ACTIVATIONS)
-OPTIONAL_FILES = ("report_data.json", "analysis.json", "attribution.json")
-DATA_FILES = REQUIRED_FILES + OPTIONAL_FILES
 DTYPES = ("float32", "float16")
 ID_DIGITS = 10
 ID_PATTERN = re.compile(r"[0-9a-f]{%d}(-[0-9]+)?" % ID_DIGITS)
@@ -97,25 +94,6 @@ def parse_keep(values: list[str] | None) -> tuple[str, ...]:
             if group not in groups:
                 groups.append(group)
     return tuple(sorted(groups))
-
-
-def store_root(flag: str | None, env: dict[str, str]) -> Path:
-    return Path(flag or env.get("TRACE_STORE") or DEFAULT_ROOT)
-
-
-def options_from_args(args, env: dict[str, str]) -> StoreOptions | None:
-    """StoreOptions from the plain run's flags (see store_cli.add_report_options); None with --no-store
-    or when `args` did not come from a parser with those flags."""
-    if getattr(args, "no_store", True):
-        return None
-    tags = tuple(dict.fromkeys(t.strip() for t in (args.tag or []) if t.strip()))
-    return StoreOptions(
-        root=store_root(args.store, env),
-        tags=tags,
-        category=args.category or None,
-        dtype=args.store_dtype,
-        keep=parse_keep(args.keep),
-    )
 
 
 # ----------------------------------------------------------------------------------------- writing
@@ -189,8 +167,8 @@ def check_root(root: Path) -> None:
 def save(report_folder: Path, checkpoint: Path, options: StoreOptions, created: str | None = None) -> dict:
     """Store the run whose files are in `report_folder` as a new trace; returns its manifest."""
     report_folder, root = Path(report_folder), Path(options.root)
-    trace = read_json(report_folder / "trace.json", str(report_folder))
-    analysis_path = report_folder / "analysis.json"
+    trace = read_json(report_folder / TRACE, str(report_folder))
+    analysis_path = report_folder / ANALYSIS
     analysis = read_json(analysis_path, str(report_folder)) if analysis_path.is_file() else None
     if not (report_folder / ACTIVATIONS).is_file():
         raise VisualizerError(f"{report_folder}: {ACTIVATIONS}: missing (nothing to store)")
@@ -370,7 +348,7 @@ def resolve(root: Path, ref: str) -> Path:
     if hexish and (root / ref).is_dir():
         return root / ref
     folder = Path(ref)
-    if folder.is_dir() and ((folder / "trace.json").is_file() or (folder / MANIFEST).is_file()):
+    if folder.is_dir() and ((folder / TRACE).is_file() or (folder / MANIFEST).is_file()):
         return folder
     if not hexish:
         raise VisualizerError(f"trace {ref!r}: not a trace id in {root} (ids are hex digits, e.g. 3f9a1c2b7d) "
@@ -397,7 +375,7 @@ class StoredTrace:
 def open_trace(root: Path, ref: str) -> StoredTrace:
     """Resolve and check a trace: its manifest, then every listed file's size and sha256."""
     folder = resolve(root, ref)
-    if not (folder / MANIFEST).is_file() and (folder / "trace.json").is_file():
+    if not (folder / MANIFEST).is_file() and (folder / TRACE).is_file():
         return StoredTrace(folder, None)  # a plain report folder: nothing recorded to check against
     manifest = read_manifest(folder)
     verify_files(folder, manifest)
