@@ -1,6 +1,6 @@
 """The generation view in headless Chromium from file://: no console errors, no network, and every
 control reacts (token click, slider and keys, flow graph threshold/focus/show-all/reset, heads).
-Skips when Chromium or Playwright is missing. Screenshots go to test-artifacts/ (look at them)."""
+Skips when Chromium or Playwright is missing. Screenshots go to tests.support.cli.artifacts_dir() (look at them)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from tests.support.nanogpt import make_checkpoint
-from tests.support.cli import REPO_ROOT, run_cli
+from tests.support.cli import artifacts_dir, run_cli
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ARTIFACTS = REPO_ROOT / "test-artifacts"
+ARTIFACTS = artifacts_dir()
 
 
 @pytest.fixture(scope="module")

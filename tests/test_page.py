@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import artifacts_dir
 from tests.support.site import CHAR_VOCAB, INJECTION_PROBE, INJECTION_VOCAB, make_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+ARTIFACTS = artifacts_dir()
 TIMINGS: dict[str, dict] = {}
 
 PROBE = "ROMEO:\nBut soft, what light through yonder window breaks?"

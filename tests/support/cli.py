@@ -30,3 +30,14 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
         except SystemExit as e:  # argparse --help / --version / usage errors
             code = e.code if isinstance(e.code, int) else 0
     return code, out.getvalue(), err.getvalue()
+
+
+def artifacts_dir() -> Path:
+    """Where page tests leave screenshots and timings to look at: $VISUALIZER_TEST_ARTIFACTS, else a
+    folder in the system's temporary directory (never the repository)."""
+    import os
+    import tempfile
+
+    folder = Path(os.environ.get("VISUALIZER_TEST_ARTIFACTS") or Path(tempfile.gettempdir()) / "visualizer-test-artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -12,6 +12,7 @@ import sys
 import traceback
 
 from visualizer.errors import VisualizerError
+from visualizer.model.families import FAMILIES
 
 
 class Parser(argparse.ArgumentParser):
@@ -61,7 +62,7 @@ def add_model_options(parser: argparse.ArgumentParser, default_note: str = "defa
         "then data/<dataset>/meta.pkl, then GPT-2 BPE if its files are on this machine",
     )
     parser.add_argument(
-        "--family", choices=("nanogpt", "nanochat", "hf"),
+        "--family", choices=FAMILIES,
         help="the checkpoint's model family; default: detected from --checkpoint (nanoGPT ckpt.pt, nanochat "
         "model_NNNNNN.pt with meta_NNNNNN.json or a folder of them, a Hugging Face folder with config.json) "
         "and printed",

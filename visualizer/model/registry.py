@@ -34,7 +34,7 @@ def choose_device(name: str) -> torch.device:
 
 # --- model families: detection and dispatch ---
 
-FAMILIES = ("nanogpt", "nanochat", "hf")
+from visualizer.model.families import FAMILIES  # noqa: E402
 
 
 def detect_family(checkpoint: Path) -> tuple[str, str]:
