@@ -65,6 +65,7 @@ class Config:
     # the CLI stores every run; a Config built in code does not
     store: StoreOptions | None = None
     attribution: AttributionOptions | None = None  # None: the top next token at the last position
+    protected: list[Path] = field(default_factory=list)  # folders no output may be inside or around (the store)
 
 
 @dataclass
@@ -80,6 +81,7 @@ class GenerateConfig:
     candidates: int = 10
     out: Path | None = None  # None: visualizations/<model>/generate-<prompt-slug>/
     quiet: bool = False
+    protected: list[Path] = field(default_factory=list)  # folders no output may be inside or around (the store)
 
 
 def read_env(env_file: Path | str | None) -> dict[str, str]:
@@ -174,6 +176,7 @@ def report_config(args) -> Config:
         top_k=args.top_k,
         store=store_options(args, env),
         attribution=attribution_options(args),
+        protected=[store_root(args, env)],
     )
 
 
@@ -212,4 +215,5 @@ def generate_config(args) -> GenerateConfig:
         candidates=args.candidates,
         out=out_folder(args, env),
         quiet=bool(args.quiet),
+        protected=[store_root(args, env)],
     )

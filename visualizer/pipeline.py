@@ -29,7 +29,7 @@ import visualizer.store.traces as store
 from visualizer.analysis.report_data import build_report_data, topk_table
 from visualizer.analysis.stats import summarize
 from visualizer.artefacts import layout
-from visualizer.artefacts.folder import atomic_folder, check_target
+from visualizer.artefacts.folder import atomic_folder, check_site_root, check_target, update_site_root
 from visualizer.artefacts.run_files import RunFiles, read_run_files, write_run_files
 from visualizer.artefacts.trace import build_trace
 from visualizer.capture import Cache, capture
@@ -142,18 +142,18 @@ def render_pages(folder: Path, files: RunFiles) -> None:
     render.render_folder(folder, figures)
 
 
-def write_run(folder: Path, run: RunResult) -> None:
+def write_run(folder: Path, run: RunResult, protected: list[Path] = ()) -> None:
     """The report folder of one run, written atomically: data files, figures, page."""
-    with atomic_folder(folder) as tmp:
+    with atomic_folder(folder, "report", protected) as tmp:
         files = write_run_files(tmp, run.trace, run.cache.tensors, run.report_data, run.analysis, run.attribution)
         render_pages(tmp, files)
 
 
 def write_report(loaded: LoadedModel, probe: Probe, folder: Path, top_k: int = 10,
-                 attribution_options: attribution.AttributionOptions | None = None) -> dict:
+                 attribution_options: attribution.AttributionOptions | None = None, protected: list[Path] = ()) -> dict:
     """compute_run + write_run; returns the trace record."""
     run = compute_run(loaded, probe, top_k, attribution_options)
-    write_run(folder, run)
+    write_run(folder, run, protected)
     return run.trace
 
 
@@ -190,11 +190,16 @@ def run_report(config: Config) -> int:
     else:
         site_root = VISUALIZATIONS
         folders = [VISUALIZATIONS / loaded.name / probe_folder(p) for p in probes]
+    # every target checked before the first is written: a careless --out costs nothing
+    for folder in folders:
+        check_target(folder, "report", config.protected)
+    if site_root is not None:
+        check_site_root(site_root, site.site_index_names())
     failed = False
     for probe, folder in zip(probes, folders):
         for message in probe.warnings:
             warn(message)
-        trace = write_report(loaded, probe, folder, config.top_k, config.attribution)
+        trace = write_report(loaded, probe, folder, config.top_k, config.attribution, config.protected)
         if config.store is not None:  # every run is kept in the trace store unless --no-store
             manifest = store.save(folder, checkpoint, config.store)
             say(config.quiet, f"trace: {manifest['id']} in {config.store.root}")
@@ -204,8 +209,11 @@ def run_report(config: Config) -> int:
             f"next token {best['readable']!r} ({best['prob']:.3f})")
         say(config.quiet, f"report: {folder / 'index.html'}")
     if site_root is not None:
-        index = site.write_site_index(site_root)
-        say(config.quiet, f"site index: {index}")
+        files, skipped = site.site_index_files(site_root)
+        for line in skipped:
+            warn(f"site index: skipped a damaged report ({line})")
+        index = update_site_root(site_root, files)
+        say(config.quiet, f"site index: {index / 'index.html'}")
     return 3 if failed else 0
 
 
@@ -217,7 +225,7 @@ def render_trace(root: Path, ref: str, out: Path) -> Path:
     if Path(out).resolve() == stored.folder.resolve():
         raise VisualizerError(f"--out {out}: that is the trace itself; choose another folder")
     check_renderable(stored)
-    with atomic_folder(Path(out)) as tmp:
+    with atomic_folder(Path(out), "report", [root]) as tmp:
         for name in layout.DATA_FILES:
             if (stored.folder / name).is_file():
                 shutil.copyfile(stored.folder / name, tmp / name)
@@ -250,7 +258,7 @@ def run_generate(config: GenerateConfig) -> int:
     loaded = open_model(config.model, quiet=True)
     probe = prepare_probe(loaded, config.prompt, chat=config.chat)
     out = config.out or VISUALIZATIONS / loaded.name / f"generate-{probe_folder(probe)}"
-    check_target(out, layout.GENERATION_MARKER)  # refuse a foreign folder before spending time generating
+    check_target(out, "generation", config.protected)  # refuse a foreign folder before spending time generating
     for message in probe.warnings:
         warn(message)
     say(config.quiet, f"loaded {loaded.family} model '{loaded.name}'; generating up to {config.max_new_tokens} tokens "
@@ -267,9 +275,9 @@ def run_generate(config: GenerateConfig) -> int:
         if progress is not None:
             progress.close()
     record = build_record(loaded, probe, gen, config.sampling, config.max_new_tokens, config.candidates)
-    with atomic_folder(out, layout.GENERATION_MARKER) as tmp:
+    with atomic_folder(out, "generation", config.protected) as tmp:
         prompt_trace = write_report(loaded, probe, tmp / "prompt", config.candidates)
-        (tmp / layout.GENERATION_MARKER).write_text(dumps(record), encoding="utf-8")
+        (tmp / layout.GENERATION).write_text(dumps(record), encoding="utf-8")
         (tmp / "output.txt").write_text(record["output"], encoding="utf-8")
         render_generation(tmp, record, write_snapshots(tmp, record, config.snapshot_every))
     failed = not report_verdict({**record["verification"], **prompt_trace["verification"]})

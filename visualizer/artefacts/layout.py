@@ -16,6 +16,21 @@ REQUIRED_FILES = (TRACE, ACTIVATIONS)
 OPTIONAL_FILES = (REPORT_DATA, ANALYSIS, ATTRIBUTION)
 DATA_FILES = REQUIRED_FILES + OPTIONAL_FILES
 
-REPORT_MARKER = TRACE  # a folder holding this is a report the tool may replace
-GENERATION_MARKER = "generation.json"  # ... a generation
-COMPARE_MARKER = "compare.json"  # ... a comparison
+GENERATION = "generation.json"  # a generation's record
+COMPARE = "compare.json"  # a comparison's record
+REPORT_MARKER = TRACE  # the record that names a report folder (the site index lists folders holding it)
+
+# Written last into every folder the tool writes: the tool, the kind of folder, every file in it.
+# Only a folder holding it (and nothing it does not list) is ever replaced.
+OWNER_FILE = ".visualizer-folder.json"
+# At a site root (visualizations/): the files the tool wrote there (index.html, assets/, .nojekyll).
+SITE_OWNER_FILE = ".visualizer-site.json"
+
+# Folders written before the owner file existed: the names each kind holds, and its record file.
+_PAGE = ("index.html", ".nojekyll", "assets/*")
+KIND_FILES = {
+    "report": (*_PAGE, *DATA_FILES, "data/*.js", "figures/*.png"),
+    "generation": (*_PAGE, GENERATION, "output.txt", "snapshots/*.png", "prompt/*"),
+    "compare": (*_PAGE, COMPARE, "data/*.js"),
+}
+KIND_MARKERS = {"report": TRACE, "generation": GENERATION, "compare": COMPARE}

@@ -28,7 +28,7 @@ def run(args) -> int:
     a = compare.Side(store.open_trace(root, args.a))
     b = compare.Side(store.open_trace(root, args.b))
     result = compare.compare(a, b)
-    compare.write_site(Path(args.out), a, b, result)
+    compare.write_site(Path(args.out), a, b, result, [root])
     nt = result["next_token"]
     summary = f"mean next-token KL {nt['mean_kl_bits']:.4g} bits; " if nt else ""
     print(f"compared {result['positions']} positions ({result['mode']}); {summary}page: {Path(args.out) / 'index.html'}")

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import shutil
+from urllib.parse import quote
 from pathlib import Path
 
 import jinja2
 import markupsafe
 
 from visualizer import __version__
-from visualizer.artefacts.folder import write_text_atomically
 from visualizer.artefacts.layout import REPORT_MARKER
 from visualizer.model.tokenizer import readable
 
@@ -72,36 +72,59 @@ def render_page(folder: Path, template: str, page: dict) -> None:
     (folder / ".nojekyll").write_text("", encoding="utf-8")
 
 
-def list_reports(root: Path) -> list[dict]:
-    """Every report folder below `root` (found by its trace.json), sorted by path."""
-    reports = []
+def report_href(root: Path, folder: Path) -> str:
+    """A relative link to folder/index.html: every path segment percent-encoded (a folder named
+    'javascript:...' stays a path, never a scheme: ':' is encoded too)."""
+    parts = folder.relative_to(root).parts
+    return "/".join(quote(part, safe="") for part in parts) + "/index.html"
+
+
+def report_row(root: Path, trace_path: Path) -> dict:
+    """One row of the site index from a report's trace.json; ValueError when it is not one."""
+    trace = json.loads(trace_path.read_text(encoding="utf-8"))
+    if not isinstance(trace, dict):
+        raise ValueError("not a JSON object")
+    model = trace.get("model") if isinstance(trace.get("model"), dict) else {}
+    ids = trace.get("token_ids")
+    iter_num = model.get("iter_num")
+    return {
+        "href": report_href(root, trace_path.parent),
+        "model": str(trace.get("model_name", "?")),
+        "probe": str(trace.get("probe", "")),
+        "n_tokens": len(ids) if isinstance(ids, list) else 0,
+        "iter_num": iter_num if isinstance(iter_num, (int, float)) and not isinstance(iter_num, bool) else None,
+        "passed": trace.get("verification_passed") is True,
+    }
+
+
+def list_reports(root: Path) -> tuple[list[dict], list[str]]:
+    """Every report folder below `root` (found by its trace.json), sorted by path, and the
+    trace.json files skipped as damaged (named, so the caller can say so)."""
+    reports, skipped = [], []
     for trace_path in sorted(root.rglob(REPORT_MARKER)):
         folder = trace_path.parent
         if any(part.startswith(".") for part in folder.relative_to(root).parts):
             continue  # temporary folders of runs in progress
         try:
-            trace = json.loads(trace_path.read_text(encoding="utf-8"))
-            reports.append(
-                {
-                    "href": folder.relative_to(root).as_posix() + "/index.html",
-                    "model": trace.get("model_name", "?"),
-                    "probe": trace.get("probe", ""),
-                    "n_tokens": len(trace.get("token_ids", [])),
-                    "iter_num": (trace.get("model") or {}).get("iter_num"),
-                    "passed": trace.get("verification_passed", False),
-                }
-            )
-        except (OSError, ValueError, AttributeError):
-            continue  # a damaged report does not break the listing
-    return reports
+            reports.append(report_row(root, trace_path))
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            skipped.append(f"{trace_path}: {type(e).__name__}: {str(e)[:120]}")
+    return reports, skipped
 
 
-def write_site_index(root: Path) -> Path:
-    """visualizations/index.html: one row per report under root, relative links."""
-    root.mkdir(parents=True, exist_ok=True)
-    html = environment().get_template("site_index.html").render(reports=list_reports(root), version=__version__)
-    copy_assets(root)
-    write_text_atomically(root / "index.html", html)
-    if not (root / ".nojekyll").exists():
-        (root / ".nojekyll").write_text("", encoding="utf-8")
-    return root / "index.html"
+def asset_files() -> dict[str, bytes]:
+    """assets/<name> -> bytes of every static asset (stylesheets, scripts, licences)."""
+    return {f"assets/{p.relative_to(STATIC).as_posix()}": p.read_bytes() for p in sorted(STATIC.rglob("*")) if p.is_file()}
+
+
+def site_index_names() -> list[str]:
+    """The files a site root holds besides the reports (what site_index_files writes)."""
+    return ["index.html", ".nojekyll", *asset_files()]
+
+
+def site_index_files(root: Path) -> tuple[dict[str, bytes], list[str]]:
+    """visualizations/index.html (one row per report under root, relative links), its assets and
+    .nojekyll, as relative path -> bytes; and the damaged reports skipped."""
+    reports, skipped = list_reports(root) if root.is_dir() else ([], [])
+    html = environment().get_template("site_index.html").render(reports=reports, version=__version__)
+    return {"index.html": html.encode("utf-8"), ".nojekyll": b"", **asset_files()}, skipped

@@ -28,7 +28,6 @@ from visualizer.errors import VisualizerError
 from visualizer.readfile import read_json
 from visualizer.store.traces import StoredTrace
 from visualizer.artefacts.folder import atomic_folder
-from visualizer.artefacts.layout import COMPARE_MARKER
 from visualizer.artefacts.trace import dumps, read_activations
 
 FORMAT = 1
@@ -178,12 +177,12 @@ def quantized_patterns(pattern: torch.Tensor, m: int) -> str:
     return base64.b64encode(q.contiguous().numpy().tobytes()).decode("ascii")
 
 
-def write_site(out: Path, a: Side, b: Side, result: dict) -> None:
+def write_site(out: Path, a: Side, b: Side, result: dict, protected: list[Path] = ()) -> None:
     """DIR/index.html, compare.json, assets/, and data/compare-layer-{l}.js (loaded when picked)."""
     n_layer, n_head = a.trace["dims"]["n_layer"], a.trace["dims"]["n_head"]
     m = min(result["positions"], HEAD_VIEW_POSITIONS)
     have_patterns = result["attention_jsd"] is not None
-    with atomic_folder(out, marker=COMPARE_MARKER) as tmp:
+    with atomic_folder(out, "compare", protected) as tmp:
         (tmp / "compare.json").write_text(dumps(result, compact=True), encoding="utf-8")
         if have_patterns:
             (tmp / "data").mkdir()
