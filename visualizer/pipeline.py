@@ -181,8 +181,6 @@ def run_report(config: Config) -> int:
     probes = [prepare_probe(loaded, text) for text in config.probes]  # every probe checked before writing
     probes += [prepare_probe(loaded, text, chat=True) for text in config.chats]
     attribution.check_options(loaded, [len(p.ids) for p in probes], config.attribution)
-    if config.store is not None:
-        store.check_root(config.store.root)
     single = len(probes) == 1
     if config.out is not None:
         site_root = None if single else config.out
@@ -195,6 +193,8 @@ def run_report(config: Config) -> int:
         check_target(folder, "report", config.protected)
     if site_root is not None:
         check_site_root(site_root, site.site_index_names())
+    if config.store is not None:
+        store.check_root(config.store.root)
     failed = False
     for probe, folder in zip(probes, folders):
         for message in probe.warnings:
