@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 from dotenv import dotenv_values
 
 from visualizer.errors import VisualizerError
-from visualizer.readfile import read_text
 from visualizer.store.traces import DEFAULT_ROOT
 
 if TYPE_CHECKING:
@@ -28,6 +27,12 @@ if TYPE_CHECKING:
 
 DEFAULT_PROBE = "ROMEO:\nBut soft, what light through yonder window breaks?"
 
+
+MAX_PROBE_BYTES = 256 * 1024  # far past any model's context; bounds what a page and trace.json hold
+MAX_TOP_K = 1000
+MAX_IG_STEPS = 1024
+MAX_NEW_TOKENS = 100_000
+MAX_SEED = 2**63 - 1
 
 ENV_KEYS = {
     "MODEL": "checkpoint",
@@ -91,7 +96,12 @@ def read_env(env_file: Path | str | None) -> dict[str, str]:
     if env_file and not path.is_file():
         raise VisualizerError(f"--env-file {path}: not found")
     if path.is_file():
-        values.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+        try:
+            values.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+        except UnicodeDecodeError as e:
+            raise VisualizerError(f"{path}: not UTF-8 text (byte {e.start}); .env files are UTF-8") from None
+        except OSError as e:
+            raise VisualizerError(f"{path}: cannot read: {e.strerror or e}") from None
     for key in ENV_KEYS:
         if os.environ.get(key):
             values[key] = os.environ[key]
@@ -102,8 +112,35 @@ def env_of(args) -> dict[str, str]:
     return read_env(getattr(args, "env_file", None))
 
 
-def read_probe_file(path: Path) -> str:
-    return read_text(path, f"--probe-file {path}")
+def read_probe_file(path: Path, flag: str = "--probe-file") -> str:
+    """A probe from a UTF-8 file, exactly as written (CR and CRLF kept), at most MAX_PROBE_BYTES."""
+    where = f"{flag} {path}"
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_PROBE_BYTES + 1)
+    except FileNotFoundError:
+        raise VisualizerError(f"{where}: not found") from None
+    except IsADirectoryError:
+        raise VisualizerError(f"{where}: is a folder, not a file") from None
+    except OSError as e:
+        raise VisualizerError(f"{where}: cannot read: {e.strerror or e}") from None
+    if len(data) > MAX_PROBE_BYTES:
+        raise VisualizerError(f"{where}: longer than {MAX_PROBE_BYTES:,} bytes; a probe is cut to the model's context anyway")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise VisualizerError(f"{where}: not UTF-8 text (byte {e.start})") from None
+
+
+def check_probe_size(text: str, what: str) -> str:
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_PROBE_BYTES:
+        raise VisualizerError(f"{what}: longer than {MAX_PROBE_BYTES:,} bytes; a probe is cut to the model's context anyway")
+    return text
+
+
+def in_range(flag: str, value: int | None, least: int, most: int, why: str = "") -> None:
+    if value is not None and not least <= value <= most:
+        raise VisualizerError(f"{flag} {value}: must be between {least} and {most:,}{why}")
 
 
 def model_source(args, env: dict[str, str]) -> ModelSource:
@@ -166,6 +203,12 @@ def report_config(args) -> Config:
         probes = [env.get("PROBE_SENTENCE", DEFAULT_PROBE)]
     nonempty(probes, "probe")
     nonempty(chats, "--chat message")
+    for text in probes:
+        check_probe_size(text, "--probe")
+    for text in chats:
+        check_probe_size(text, "--chat")
+    in_range("--top-k", args.top_k, 1, MAX_TOP_K)
+    in_range("--ig-steps", args.ig_steps, 0, MAX_IG_STEPS, " (0 turns integrated gradients off)")
     return Config(
         model=model_source(args, env),
         probes=probes,
@@ -190,16 +233,21 @@ def generate_config(args) -> GenerateConfig:
     if len(given) > 1:
         raise VisualizerError(f"give one of --prompt, --prompt-file and --chat, not {' and '.join(given)}")
     if args.prompt_file is not None:
-        prompt = read_probe_file(Path(args.prompt_file))
+        prompt = read_probe_file(Path(args.prompt_file), "--prompt-file")
     elif args.chat is not None:
         prompt = args.chat
     else:
         prompt = args.prompt if args.prompt is not None else env.get("PROBE_SENTENCE", DEFAULT_PROBE)
     nonempty([prompt], "--chat message" if args.chat is not None else "prompt")
+    check_probe_size(prompt, "the prompt")
     for flag, value, least in (("--max-new-tokens", args.max_new_tokens, 1), ("--snapshot-every", args.snapshot_every, 0),
                                ("--candidates", args.candidates, 1)):
         if value < least:
             raise VisualizerError(f"{flag} {value}: must be at least {least}")
+    in_range("--max-new-tokens", args.max_new_tokens, 1, MAX_NEW_TOKENS)
+    in_range("--candidates", args.candidates, 1, MAX_TOP_K)
+    in_range("--top-k", args.top_k, 1, 10**7)
+    in_range("--seed", args.seed, 0, MAX_SEED)
     settings = sampling.Settings(
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
         no_repeat_ngram_size=args.no_repeat_ngram_size, stop=tuple(args.stop),

@@ -14,6 +14,7 @@ family (model/), draw (figures/) or write HTML (site/).
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import sys
 import time
@@ -34,7 +35,7 @@ from visualizer.artefacts.run_files import RunFiles, read_run_files, write_run_f
 from visualizer.artefacts.trace import build_trace
 from visualizer.capture import Cache, capture
 from visualizer.config import Config, GenerateConfig, ModelSource
-from visualizer.errors import VisualizerError
+from visualizer.errors import VisualizerError, one_line
 from visualizer.model.base import LoadedModel, slug
 from visualizer.model.probe import Probe, prepare_probe
 from visualizer.model.registry import DEMO_CHECKPOINT, DEMO_META, load_model, resolve_family
@@ -44,11 +45,11 @@ VISUALIZATIONS = Path("visualizations")
 
 def say(quiet: bool, message: str) -> None:
     if not quiet:
-        print(message, flush=True)
+        print(one_line(message), flush=True)
 
 
 def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr, flush=True)
+    print(f"warning: {one_line(message)}", file=sys.stderr, flush=True)
 
 
 def probe_slug(text: str) -> str:
@@ -247,6 +248,31 @@ def check_renderable(stored: store.StoredTrace) -> None:
         raise VisualizerError(f"trace {stored.name}: {layout.REPORT_DATA}: missing (the report page needs it)")
 
 
+def recording_bytes_per_step(loaded: LoadedModel) -> int:
+    """Peak memory one generated token's record costs (measured on the demo: about 250 bytes per
+    recorded attention weight once written out, plus the per-layer logit-lens rows as float32)."""
+    d = loaded.dims
+    return 250 * d.n_layer * d.n_head * d.n_ctx + 4 * d.vocab_size * (d.n_layer + 3) + 50_000
+
+
+def physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+def check_generation_memory(loaded: LoadedModel, max_new_tokens: int) -> None:
+    """Refuse up front a generation whose recording would not fit in half of this machine's memory."""
+    per_step = recording_bytes_per_step(loaded)
+    budget = physical_memory() // 2
+    if max_new_tokens * per_step > budget:
+        raise VisualizerError(
+            f"--max-new-tokens {max_new_tokens}: recording every step would need about "
+            f"{max_new_tokens * per_step / 2**30:.1f} GiB, more than half of this machine's {2 * budget / 2**30:.0f} GiB; "
+            f"ask for at most {max(1, budget // per_step):,}")
+
+
 def run_generate(config: GenerateConfig) -> int:
     """The generate command: continue the prompt, then write the generation view and the prompt's report."""
     from visualizer.artefacts.trace import dumps
@@ -256,6 +282,7 @@ def run_generate(config: GenerateConfig) -> int:
     from visualizer.site.generation import render_generation
 
     loaded = open_model(config.model, quiet=True)
+    check_generation_memory(loaded, config.max_new_tokens)
     probe = prepare_probe(loaded, config.prompt, chat=config.chat)
     out = config.out or VISUALIZATIONS / loaded.name / f"generate-{probe_folder(probe)}"
     check_target(out, "generation", config.protected)  # refuse a foreign folder before spending time generating

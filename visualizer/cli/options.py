@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+import warnings
 
-from visualizer.errors import VisualizerError
+from visualizer.errors import VisualizerError, one_line
 from visualizer.model.families import FAMILIES
 
 
@@ -24,21 +25,28 @@ class Parser(argparse.ArgumentParser):
 
 def run_guarded(function, debug: bool) -> int:
     """Run a command: a VisualizerError is one `error:` line and exit 2; a bug of ours is one line
-    and exit 1 (`--debug` adds the traceback to either)."""
+    and exit 1 (`--debug` adds the traceback to either). Warnings libraries print on the way are
+    not ours to show: they are silenced unless --debug."""
     try:
-        return function()
+        with warnings.catch_warnings():
+            if not debug:
+                warnings.simplefilter("ignore")
+            return function()
     except VisualizerError as e:
         if debug:
             traceback.print_exc()
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # a bug of ours: still one line unless --debug
+    except SystemExit:
+        raise
+    except BaseException as e:  # a bug of ours, or a native library's panic: still one line unless --debug
         if debug:
             traceback.print_exc()
-        print(f"error: internal error {type(e).__name__}: {e} (run with --debug for a traceback)", file=sys.stderr)
+        print(f"error: internal error {type(e).__name__}: {one_line(e)[:500]} (run with --debug for a traceback)",
+              file=sys.stderr)
         return 1
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import visualizer.store.traces as store
 from visualizer.cli.options import Parser, add_store_root_options
+from visualizer.errors import one_line
 from visualizer.config import env_of, store_root
 from visualizer.model.tokenizer import readable
 
@@ -26,13 +27,19 @@ def root_of(args) -> Path:
 
 
 def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr, flush=True)
+    print(f"warning: {one_line(message)}", file=sys.stderr, flush=True)
 
 
 def short(text: str, width: int) -> str:
     """One line, at most `width` characters: newlines, tabs, control characters as symbols."""
     text = "".join(ch if ch == " " else readable(ch) for ch in text or "")
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def safe(value) -> str:
+    """Any value from a manifest as printable text: nothing in a stored trace can send the terminal
+    an escape sequence or break a line."""
+    return one_line("" if value is None else str(value))
 
 
 def megabytes(n: int) -> str:
@@ -65,7 +72,7 @@ def traces_list(args) -> int:
         warn(f"{line} (skipped)")
     shown = [m for m in found.manifests if store.matches(m, args.tag, args.model)]
     if args.json:
-        print(json.dumps(shown, sort_keys=True, ensure_ascii=False, indent=1))
+        print(json.dumps(shown, sort_keys=True, ensure_ascii=True, indent=1))
         return 0
     if shown:
         print("\n".join(list_rows(shown)))
@@ -78,29 +85,29 @@ def traces_show(args) -> int:
     stored = store.open_trace(root, args.id)  # checks the manifest and every file's size and sha256
     m = stored.manifest
     if m is None:
-        print(f"{stored.folder}: a report folder, not a stored trace (no manifest)")
+        print(f"{safe(stored.folder)}: a report folder, not a stored trace (no manifest)")
         return 0
     if args.json:
-        print(json.dumps(m, sort_keys=True, ensure_ascii=False, indent=1))
+        print(json.dumps(m, sort_keys=True, ensure_ascii=True, indent=1))
         return 0
     model, s, kept = m["model"], m["summary"], m["kept"]
     lines = [
-        f"id            {m['id']}",
-        f"folder        {stored.folder}",
-        f"created       {m['created']}",
-        f"model         {model['name']} ({model.get('family')}), iter {model.get('iter_num')}",
-        f"checkpoint    {model['path']}",
-        f"sha256        {model['checkpoint_sha256']}",
+        f"id            {safe(m['id'])}",
+        f"folder        {safe(stored.folder)}",
+        f"created       {safe(m['created'])}",
+        f"model         {safe(model['name'])} ({safe(model.get('family'))}), iter {safe(model.get('iter_num'))}",
+        f"checkpoint    {safe(model['path'])}",
+        f"sha256        {safe(model['checkpoint_sha256'])}",
         f"probe         {short(m['probe'], 100)}",
         f"tokens        {len(m['token_ids'])}: {' '.join(readable(t) for t in m['tokens'][:40])}"
         + (" …" if len(m["tokens"]) > 40 else ""),
-        f"tags          {', '.join(m['tags']) or '-'}",
-        f"category      {m['category'] or '-'}",
+        f"tags          {safe(', '.join(m['tags'])) or '-'}",
+        f"category      {safe(m['category']) or '-'}",
         f"kept          {'all groups' if kept.get('all_groups') else ', '.join(kept['groups'])} as {kept['dtype']} "
         f"({kept.get('tensors')} tensors)",
     ]
-    lines += [f"summary       {key} = {value}" for key, value in sorted(s.items())]
-    lines += [f"file          {name} {megabytes(r['bytes'])} sha256 {r['sha256'][:16]}… ok"
+    lines += [f"summary       {safe(key)} = {safe(value)}" for key, value in sorted(s.items())]
+    lines += [f"file          {safe(name)} {megabytes(r['bytes'])} sha256 {safe(r['sha256'][:16])}… ok"
               for name, r in sorted(m["files"].items())]
     print("\n".join(lines))
     return 0
@@ -113,21 +120,21 @@ def traces_summary(args) -> int:
         warn(f"{line} (skipped)")
     s = store.summarize(found)
     if args.json:
-        print(json.dumps(s, sort_keys=True, ensure_ascii=False, indent=1))
+        print(json.dumps(s, sort_keys=True, ensure_ascii=True, indent=1))
         return 0
-    lines = [f"store {root}: {s['traces']} traces, {megabytes(s['bytes'])}"
+    lines = [f"store {safe(root)}: {s['traces']} traces, {megabytes(s['bytes'])}"
              + (f", {s['damaged']} damaged" if s["damaged"] else "")]
     if s["models"]:
         lines.append(f"{'MODEL':24} {'SHA256':13} {'ITER':>7} {'TRACES':>6} {'PROBES':>6} {'LOSS':>7} {'SIZE':>9}")
     for row in s["models"]:
         loss = row["mean_probe_loss_nats"]
-        lines.append(f"{short(row['name'], 24):24} {row['checkpoint_sha256'][:12]:13} "
+        lines.append(f"{short(row['name'], 24):24} {short(str(row['checkpoint_sha256'])[:12], 12):13} "
                      f"{row['iter_num'] if row['iter_num'] is not None else '-':>7} {row['traces']:>6} {row['probes']:>6} "
                      f"{f'{loss:.3f}' if loss is not None else '-':>7} {megabytes(row['bytes']):>9}")
     if s["tags"]:
-        lines.append("tags: " + ", ".join(f"{t} ({n})" for t, n in s["tags"].items()))
+        lines.append("tags: " + ", ".join(f"{safe(t)} ({n})" for t, n in s["tags"].items()))
     if s["categories"]:
-        lines.append("categories: " + ", ".join(f"{c} ({n})" for c, n in s["categories"].items()))
+        lines.append("categories: " + ", ".join(f"{safe(c)} ({n})" for c, n in s["categories"].items()))
     print("\n".join(lines))
     return 0
 
@@ -135,7 +142,7 @@ def traces_summary(args) -> int:
 def traces_rm(args) -> int:
     root = root_of(args)
     for ref in args.ids:
-        print(f"removed {store.remove(root, ref)}")
+        print(f"removed {safe(store.remove(root, ref))}")
     return 0
 
 

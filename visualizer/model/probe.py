@@ -23,9 +23,25 @@ class Probe:
     chat: bool = False  # text is a user message, rendered as the family's chat turn
 
 
+def guarded_tokenizer_call(call, what: str):
+    """Run a tokenizer call; a failure inside a native tokenizer (a Rust panic is a BaseException,
+    not an Exception) becomes one VisualizerError instead of a traceback."""
+    try:
+        return call()
+    except VisualizerError:
+        raise
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as e:  # noqa: BLE001 - pyo3's PanicException derives from BaseException
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise VisualizerError(f"the tokenizer failed on {what} ({type(e).__name__}: {first})") from None
+
+
 def prepare_probe(loaded: LoadedModel, text: str, chat: bool = False) -> Probe:
     """Encode a probe (or a chat message); keep its last n_ctx tokens (with a warning) when longer."""
-    encoded = loaded.adapter.encode_chat(loaded, text) if chat else loaded.adapter.encode_probe(loaded, text)
+    encoded = guarded_tokenizer_call(
+        lambda: loaded.adapter.encode_chat(loaded, text) if chat else loaded.adapter.encode_probe(loaded, text),
+        "the chat message" if chat else "the probe")
     ids, warnings = list(encoded.ids), list(encoded.warnings)
     if not ids:
         raise VisualizerError("the probe encodes to no tokens")

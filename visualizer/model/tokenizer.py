@@ -249,8 +249,18 @@ def from_meta(meta: object, source: str) -> Tokenizer:
         if key == "":
             raise VisualizerError(f"{source}: key 'stoi' has an empty-string token")
     for key, value in itos.items():
-        if not isinstance(key, int) or not isinstance(value, str):
+        if not isinstance(key, int) or isinstance(key, bool) or not isinstance(value, str):
             raise VisualizerError(f"{source}: key 'itos' has a non int->str entry {key!r}: {value!r}")
+        if key < 0:
+            raise VisualizerError(f"{source}: key 'itos' has a negative token id {key}")
+    # the page shows itos, the model reads stoi: they must describe one vocabulary
+    for token, token_id in sorted(stoi.items(), key=lambda kv: kv[1]):
+        if itos.get(token_id) != token:
+            found = f"itos[{token_id}] is {itos[token_id]!r}" if token_id in itos else f"itos has no id {token_id}"
+            raise VisualizerError(f"{source}: 'stoi' and 'itos' disagree: stoi[{token!r}] is {token_id} but {found}")
+    if len(stoi) != len(itos):
+        missing = sorted(set(itos) - set(stoi.values()))[0]
+        raise VisualizerError(f"{source}: 'stoi' and 'itos' disagree: itos[{missing}] = {itos[missing]!r} is not in stoi")
     if all(len(k) == 1 for k in stoi):
         return CharTokenizer(stoi, itos)
     return WordTokenizer(stoi, itos)
