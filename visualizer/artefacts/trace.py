@@ -20,7 +20,7 @@ from visualizer.analysis.stats import summarize
 from visualizer.capture import Cache
 from visualizer.errors import VisualizerError
 from visualizer.model.base import LoadedModel
-from visualizer.analysis.report_data import topk_table
+from visualizer.analysis.distributions import log_probs, token_table
 from visualizer.model.tokenizer import readable
 
 TRACE_FORMAT = 1
@@ -84,7 +84,7 @@ def build_trace(loaded: LoadedModel, probe: Probe, cache: Cache, top_k: int = 10
         "warnings": list(probe.warnings),
         "verification": cache.verification,
         "verification_passed": cache.passed,
-        "next_tokens": topk_table(cache["logits"][-1:], tok, top_k)[0],
+        "next_tokens": token_table(log_probs(cache["logits"][-1:]), cache["logits"][-1:], tok.token_str, top_k)[0],
         "tensors": summarize(cache.tensors),
     }
 
