@@ -36,9 +36,17 @@ def log_probs(logits: torch.Tensor) -> torch.Tensor:
 
 
 def _plogq_sum(p: torch.Tensor, log_ratio: torch.Tensor) -> torch.Tensor:
-    """sum over the last axis of p * log_ratio, terms with p == 0 counted as 0, accumulated in float64."""
-    terms = torch.where(p > 0, p * log_ratio, torch.zeros((), dtype=p.dtype, device=p.device))
-    return terms.sum(-1, dtype=torch.float64)
+    """sum over the last axis of p * log_ratio (same shapes), terms with p == 0 counted as 0,
+    accumulated in float64. Rows without such a term (0 * -inf = nan) take one plain pass."""
+    n = p.shape[-1]
+    p2, r2 = p.reshape(-1, n), log_ratio.reshape(-1, n)  # [rows, n]
+    total = (p2 * r2).sum(-1, dtype=torch.float64)  # [rows]
+    bad = total.isnan()
+    if bad.any():
+        pb = p2[bad]
+        zero = torch.zeros((), dtype=pb.dtype, device=pb.device)
+        total[bad] = torch.where(pb > 0, pb * r2[bad], zero).sum(-1, dtype=torch.float64)
+    return total.reshape(p.shape[:-1])
 
 
 def entropy_bits(logp: torch.Tensor, p: torch.Tensor | None = None) -> torch.Tensor:
@@ -70,18 +78,20 @@ def top_k(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     index ascending (the module's tie rule), the same k' entries whatever the ties.
 
     torch.topk finds the set in one pass but may split a tie at the k-th value arbitrarily and
-    orders equal values arbitrarily; rows where a tie crosses the k-th place are redone with a
-    stable sort (rare: exact float ties), and every row's k' entries are put in the rule's order."""
+    orders equal values arbitrarily; rows where the (k+1)-th value equals the k-th (a tie across
+    the cut, rare: exact float ties) are redone with a stable sort, and every row's k' entries are
+    put in the rule's order."""
     n = values.shape[-1]
     k = min(k, n)
     flat = values.reshape(-1, n)  # [rows, n]
-    top, ids = flat.topk(k, dim=-1)  # [rows, k]
-    if k:
-        kth = top[:, -1:]  # [rows, 1]
-        crossing = (flat == kth).sum(-1) != (top == kth).sum(-1)  # [rows]: a tie at the k-th place left some out
-        for row in crossing.nonzero().flatten().tolist():
+    top, ids = flat.topk(min(k + 1, n), dim=-1)  # [rows, k (+1)]: one more, to see a tie at the cut
+    if k < n:
+        crossing = top[:, k] == top[:, k - 1] if k else torch.zeros(len(top), dtype=torch.bool)  # [rows]
+        top, ids = top[:, :k], ids[:, :k]
+        for row in crossing.nonzero().flatten().tolist():  # the k-th value also lies outside the set
             ids[row] = torch.argsort(flat[row], descending=True, stable=True)[:k]
             top[row] = flat[row, ids[row]]
+    if k:
         by_index = ids.argsort(dim=-1)
         ids, top = ids.gather(-1, by_index), top.gather(-1, by_index)
         by_value = top.argsort(dim=-1, descending=True, stable=True)  # stable: equal values keep index order
