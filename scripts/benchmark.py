@@ -51,6 +51,9 @@ import visualizer.pipeline as report  # noqa: E402
 import visualizer.capture as capture_module  # noqa: E402
 from visualizer.artefacts.run_files import RunFiles  # noqa: E402
 from visualizer.model.probe import prepare_probe  # noqa: E402
+from visualizer.capture.attention import derive_attention  # noqa: E402
+from visualizer.capture.hooks import hooked  # noqa: E402
+from visualizer.capture.verify import verify  # noqa: E402
 from visualizer.model.registry import load_model  # noqa: E402
 from visualizer.analysis.report_data import build_report_data  # noqa: E402
 
@@ -141,14 +144,14 @@ def stage_capture(run: Run) -> None:
 def stage_part_hooked_forward(run: Run) -> None:
     loaded = run.loaded
     run.part_store.clear()
-    with capture_module.hooked(loaded.model, loaded.adapter.hook_specs(loaded.dims), run.part_store):
+    with hooked(loaded.model, loaded.adapter.hook_specs(loaded.dims), run.part_store):
         loaded.adapter.plain_forward(loaded, run.ids)
 
 
 @torch.inference_mode()
 def stage_part_derive_attention(run: Run) -> None:
     store = dict(run.part_store)  # derive_attention adds keys; keep the hooked forward's store intact
-    capture_module.derive_attention(run.loaded, store)
+    derive_attention(run.loaded, store)
     run.part_derived = store
 
 
@@ -161,13 +164,13 @@ def stage_part_to_cpu(run: Run) -> None:
 def stage_part_verify(run: Run) -> None:
     """Verification = one unhooked forward + the identities; the forward is what proves the hooks inert."""
     plain_logits = run.loaded.adapter.plain_forward(run.loaded, run.ids)
-    capture_module.verify(run.loaded, run.part_tensors, plain_logits.to("cpu", torch.float32))
+    verify(run.loaded, run.part_tensors, plain_logits.to("cpu", torch.float32))
 
 
 @torch.inference_mode()
 def stage_part_verify_identities(run: Run) -> None:
     plain_logits = run.part_tensors["logits"]
-    capture_module.verify(run.loaded, run.part_tensors, plain_logits)
+    verify(run.loaded, run.part_tensors, plain_logits)
 
 
 def stage_write(run: Run) -> None:

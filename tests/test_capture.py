@@ -8,7 +8,7 @@ import torch
 
 from tests.support.nanogpt import HOSTILE_VOCAB, WORD_VOCAB, make_checkpoint
 from tests.support.cli import NANOGPT_FIXTURE, need_fixture
-import visualizer.capture as capture_module
+import visualizer.capture.attention as attention_module
 from visualizer.capture import capture
 from visualizer.model.registry import load_model
 
@@ -89,7 +89,7 @@ def test_hooks_are_removed_and_change_nothing(tmp_path):
 def test_a_wrong_derivation_fails_verification(tmp_path, monkeypatch):
     ckpt, meta = make_checkpoint(tmp_path)
     loaded = load_model(ckpt, meta)
-    real = capture_module.derive_attention
+    real = attention_module.derive_attention
 
     def broken(loaded, store):  # a plausible bug: forgetting the 1/sqrt(d_head) scale
         real(loaded, store)
@@ -100,7 +100,7 @@ def test_a_wrong_derivation_fails_verification(tmp_path, monkeypatch):
             mask = torch.ones(q.shape[0], q.shape[0], dtype=torch.bool).tril()
             store[f"{b}.hook_pattern"] = torch.softmax(scores.masked_fill(~mask, float("-inf")), -1)
 
-    monkeypatch.setattr(capture_module, "derive_attention", broken)
+    monkeypatch.setattr(attention_module, "derive_attention", broken)
     cache = capture(loaded, [1, 2, 3, 4, 5, 6])
     assert not cache.passed
     assert cache.failures() == ["pattern @ v == z"]

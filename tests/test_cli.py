@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from tests.support.nanogpt import HOSTILE_VOCAB, make_checkpoint
 from tests.support.cli import REPO_ROOT, run_cli
-import visualizer.capture as capture_module
+import visualizer.capture.attention as attention_module
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def test_a_failed_run_keeps_the_earlier_report(tmp_path, model):
 
 def test_verification_failure_is_loud_on_terminal_and_page(tmp_path, model, monkeypatch):
     ckpt, meta = model
-    real = capture_module.derive_attention
+    real = attention_module.derive_attention
 
     def wrong_scale(loaded, store):
         real(loaded, store)
@@ -120,7 +120,7 @@ def test_verification_failure_is_loud_on_terminal_and_page(tmp_path, model, monk
             store[f"blocks.{layer}.attn.hook_pattern"] = torch.softmax(
                 store[f"blocks.{layer}.attn.hook_attn_scores"] * 2, -1)
 
-    monkeypatch.setattr(capture_module, "derive_attention", wrong_scale)
+    monkeypatch.setattr(attention_module, "derive_attention", wrong_scale)
     code, _, stderr = run_cli("--checkpoint", ckpt, "--meta", meta, "--probe", "a rose", "--out", tmp_path / "r")
     assert code == 3
     assert "VERIFICATION FAILED: pattern @ v == z" in stderr

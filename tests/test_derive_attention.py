@@ -7,7 +7,8 @@ from __future__ import annotations
 import torch
 
 from tests.support.nanogpt import make_checkpoint
-import visualizer.capture as capture_module
+import visualizer.capture.attention as attention_module
+from visualizer.capture.hooks import hooked
 from visualizer.model.registry import load_model
 
 
@@ -17,10 +18,10 @@ def test_pattern_is_the_textbook_formula_bit_for_bit_and_q_k_untouched(tmp_path)
     ids = torch.tensor([(7 * i) % loaded.dims.vocab_size for i in range(20)])  # [T]
     store: dict[str, torch.Tensor] = {}
     with torch.inference_mode():
-        with capture_module.hooked(loaded.model, loaded.adapter.hook_specs(loaded.dims), store):
+        with hooked(loaded.model, loaded.adapter.hook_specs(loaded.dims), store):
             loaded.adapter.plain_forward(loaded, ids)
         captured = {name: t.clone() for name, t in store.items()}
-        capture_module.derive_attention(loaded, store)
+        attention_module.derive_attention(loaded, store)
     T, scale = len(ids), loaded.dims.d_head**-0.5
     causal = torch.ones(T, T, dtype=torch.bool).tril()
     for layer in range(loaded.dims.n_layer):

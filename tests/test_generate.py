@@ -14,7 +14,8 @@ from tests.support.cli import run_cli
 import visualizer.generation.sampling as sampling
 from visualizer.capture import capture
 from visualizer.generation.decode import generate
-from visualizer.generation.record import build_record, decode_attention
+from visualizer.artefacts.attention_codec import decode_float32
+from visualizer.generation.record import build_record
 from visualizer.model.registry import load_model
 from visualizer.artefacts.trace import Probe
 
@@ -132,7 +133,7 @@ def test_record_holds_the_step_data_exactly(loaded):
     assert record["generated_ids"] == gen.ids and record["slides"] == [8, 9]
     assert record["output"] == "romeo: o " + loaded.tokenizer.decode(gen.ids)
     for step, entry in zip(gen.steps, record["steps"]):
-        attention = decode_attention(entry["attention"])
+        attention = decode_float32(entry["attention"])
         assert np.array_equal(attention, step.attention.numpy())
         assert np.allclose(attention.sum(-1), 1.0, atol=1e-5)
         probs = torch.softmax(step.logits.double(), -1)

@@ -21,7 +21,8 @@ from visualizer.errors import VisualizerError
 import visualizer.model.nanochat.adapter as nanochat
 from visualizer.model.nanochat.model import attention_allowed, rms_norm
 from visualizer.model.registry import detect_family, load_model
-from visualizer.analysis.report_data import dot_product_breakdown, topk_table
+from visualizer.analysis.distributions import log_probs, token_table
+from visualizer.analysis.report_data import dot_product_breakdown
 
 FIXTURES = {"original": SHARED / "fixtures" / "nanochat-original", "current": SHARED / "fixtures" / "nanochat-current"}
 PROBE = "The theory: <b>&amp;</b> 'quoted' \"text\" 😀 then\n\ttabs and a <|bos|> that stays text."
@@ -182,7 +183,7 @@ def test_residual_components_sum_to_the_final_residual_and_explain_the_logit(tmp
     linear, constant = adapter.frozen_final_norm(loaded, final[-1])
     assert torch.allclose(linear(final[-1]) + constant, rms_norm(final[-1]), atol=1e-6)
     assert torch.allclose(adapter.logits_from_residual(loaded, final), cache["logits"], atol=1e-5)
-    dla = dot_product_breakdown(loaded, cache.tensors, topk_table(cache["logits"], loaded.tokenizer, 5)[-1])
+    dla = dot_product_breakdown(loaded, cache.tensors, token_table(log_probs(cache["logits"]), cache["logits"], loaded.tokenizer.token_str, 5)[-1])
     for cand in dla["candidates"]:
         assert cand["error"] <= 1e-4 and cand["cap"] == 15.0
         assert math.isclose(15.0 * math.tanh(cand["raw_logit"] / 15.0), cand["logit"], abs_tol=1e-5)

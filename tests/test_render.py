@@ -17,6 +17,7 @@ from safetensors.numpy import load_file
 
 from tests.support.site import CHAR_VOCAB, INJECTION_PROBE, INJECTION_VOCAB, make_report, site_files
 import visualizer.site.report as render
+import visualizer.artefacts.attention_codec as codec
 import visualizer.site.viewdata as viewdata
 from visualizer.errors import VisualizerError
 
@@ -52,26 +53,26 @@ def small(tmp_path_factory):
 
 def test_dense_encoding_decodes_within_half_a_step():
     p = causal_pattern(np.random.default_rng(0), 3, 20)
-    enc = viewdata.encode_dense(p)
+    enc = codec.encode_dense(p)
     assert enc["encoding"] == "uint8" and enc["triangle"]
-    assert len(enc["heads"][0]) == len(viewdata.b64(np.zeros(20 * 21 // 2, np.uint8)))  # the triangle only
-    assert np.abs(viewdata.decode_pattern(enc, 20) - p).max() <= 0.5 / 255 + 1e-9
+    assert len(enc["heads"][0]) == len(codec.b64(np.zeros(20 * 21 // 2, np.uint8)))  # the triangle only
+    assert np.abs(codec.decode_pattern(enc, 20) - p).max() <= 0.5 / 255 + 1e-9
 
 
 def test_dense_encoding_keeps_a_non_causal_pattern_whole():
     rng = np.random.default_rng(1)
     p = rng.random((2, 7, 7)).astype(np.float32)
     p /= p.sum(-1, keepdims=True)
-    enc = viewdata.encode_dense(p)
+    enc = codec.encode_dense(p)
     assert not enc["triangle"]
-    assert np.abs(viewdata.decode_pattern(enc, 7) - p).max() <= 0.5 / 255 + 1e-9
+    assert np.abs(codec.decode_pattern(enc, 7) - p).max() <= 0.5 / 255 + 1e-9
 
 
 def test_topk_encoding_keeps_the_largest_keys_and_the_rest():
     T, k = 300, viewdata.TOPK_KEYS
     p = causal_pattern(np.random.default_rng(2), 2, T)
-    enc = viewdata.encode_topk(p, k)
-    decoded, rest = viewdata.decode_pattern(enc, T), viewdata.decode_rest(enc)
+    enc = codec.encode_topk(p, k)
+    decoded, rest = codec.decode_pattern(enc, T), codec.decode_rest(enc)
     stored = decoded > 0
     for h in range(2):
         for i in (0, 5, k - 1, k, 150, T - 1):
@@ -90,7 +91,7 @@ def test_topk_rows_takes_the_largest_keys_and_the_earliest_of_ties():
     p = np.round(rng.random((40, 40)), 1)  # many ties
     p[:, 30:] = 0
     for k in (1, 7, 16, 40):
-        keys, values = viewdata.topk_rows(p, k)
+        keys, values = codec.topk_rows(p, k)
         order = np.argsort(-p, axis=-1, kind="stable")[:, :k]  # the obvious way: a stable sort
         assert np.array_equal(keys, np.sort(order, axis=-1))
         assert np.array_equal(values, np.take_along_axis(p, keys, axis=-1))
@@ -108,7 +109,7 @@ def test_thumbnail_is_the_block_maximum():
     cells = np.frombuffer(__import__("base64").b64decode(b64), np.uint8).reshape(S, S)
     edges = [0, 2, 5, 7, 10]
     expected = [[p[edges[a]:edges[a + 1], edges[b]:edges[b + 1]].max() for b in range(4)] for a in range(4)]
-    assert S == 4 and np.array_equal(cells, viewdata.quantize(np.array(expected)))
+    assert S == 4 and np.array_equal(cells, codec.quantize(np.array(expected)))
 
 
 def test_data_script_cannot_end_a_script_element():
@@ -128,7 +129,7 @@ def test_render_writes_the_page_assets_and_one_data_file_per_layer(small):
     layer = data_object(folder / "data" / "layer-1.js")
     pattern = load_file(str(folder / "activations.safetensors"))["blocks.1.attn.hook_pattern"]
     T = pattern.shape[-1]
-    assert np.abs(viewdata.decode_pattern(layer["attention"], T) - pattern).max() <= 0.5 / 255 + 1e-7
+    assert np.abs(codec.decode_pattern(layer["attention"], T) - pattern).max() <= 0.5 / 255 + 1e-7
     report_data = json.loads((folder / "report_data.json").read_text())
     assert layer["neurons"]["ids"] == [r["neuron"] for row in report_data["neurons"]["1"] for r in row]
     lens = data_object(folder / "data" / "lens.js")
@@ -256,10 +257,10 @@ def test_long_input_uses_the_compact_encoding_and_stays_small(tmp_path):
     layer = data_object(folder / "data" / "layer-0.js")
     assert layer["attention"]["encoding"] == "topk"
     pattern = load_file(str(folder / "activations.safetensors"))["blocks.0.attn.hook_pattern"]
-    decoded = viewdata.decode_pattern(layer["attention"], 512)
+    decoded = codec.decode_pattern(layer["attention"], 512)
     kept = decoded > 0
     assert np.abs(decoded[kept] - pattern[kept]).max() <= 0.5 / 255 + 1e-7
-    assert np.abs(decoded.sum(-1) + viewdata.decode_rest(layer["attention"]) - 1).max() <= (viewdata.TOPK_KEYS + 1) / 510
+    assert np.abs(decoded.sum(-1) + codec.decode_rest(layer["attention"]) - 1).max() <= (viewdata.TOPK_KEYS + 1) / 510
     # a layer of 2 heads x 512 rows: at most 16 keys x 3 bytes + 1 per row, base64
     assert len(json.dumps(layer["attention"])) < 2 * 512 * 49 * 4 / 3 + 1_000
     assert (folder / "data" / "layer-0.js").stat().st_size < 150_000  # with the neurons and norms

@@ -27,7 +27,8 @@ import visualizer.figures.plan as plots
 import visualizer.site.common as site
 import visualizer.site.report as render
 import visualizer.store.traces as store
-from visualizer.analysis.report_data import build_report_data, topk_table
+from visualizer.analysis.distributions import log_probs, token_table
+from visualizer.analysis.report_data import build_report_data
 from visualizer.analysis.stats import summarize
 from visualizer.artefacts import layout
 from visualizer.artefacts.folder import atomic_folder, check_site_root, check_target, update_site_root
@@ -99,7 +100,8 @@ class RunResult:
 
 def trace_record(loaded: LoadedModel, probe: Probe, cache: Cache, top_k: int = 10) -> dict:
     """trace.json's record of a captured run: next-token table and tensor statistics computed here."""
-    next_tokens = topk_table(cache["logits"][-1:], loaded.tokenizer, top_k)[0]
+    last = cache["logits"][-1:]  # [1, vocab]
+    next_tokens = token_table(log_probs(last), last, loaded.tokenizer.token_str, top_k)[0]
     return build_trace(loaded, probe, cache, next_tokens, summarize(cache.tensors))
 
 

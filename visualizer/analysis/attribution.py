@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from visualizer.analysis.distributions import log_probs
 from visualizer.capture import Cache
 from visualizer.errors import VisualizerError
 from visualizer.model.base import LoadedModel
@@ -175,7 +176,7 @@ def attribute(loaded: LoadedModel, cache: Cache, ids: list[int], options: Attrib
     logits = tensors["logits"]  # [T, vocab]
     T = logits.shape[0]
     position, token_id, chosen = resolve_target(loaded, logits, options)
-    probs = torch.softmax(logits[position].double(), dim=-1)
+    logp = log_probs(logits[position])  # [vocab]: as every next-token table computes it
     text = loaded.tokenizer.token_str(token_id)
     steps = DEFAULT_STEPS if options.steps is None else options.steps
     notes = []
@@ -224,7 +225,7 @@ def attribute(loaded: LoadedModel, cache: Cache, ids: list[int], options: Attrib
     return {
         "format": 1,
         "target": {"position": position, "id": token_id, "token": text, "readable": readable(text),
-                   "logit": float(logits[position, token_id]), "prob": float(probs[token_id]), "chosen": chosen,
+                   "logit": float(logits[position, token_id]), "prob": float(logp[token_id].double().exp()), "chosen": chosen,
                    "logit_recomputed": grads["logit"]},
         "positions": T,
         "input_ids": list(ids[:T]),

@@ -16,48 +16,16 @@ import math
 
 import torch
 
+from visualizer.analysis.distributions import entropy_bits, kl_bits, log_probs, token_record, token_table, top_k
+from visualizer.analysis.summary import top_neurons
 from visualizer.capture import Cache
 from visualizer.model.base import LoadedModel
-from visualizer.model.tokenizer import Tokenizer, readable
 
 LENS_K = 5
 DLA_CANDIDATES = 5
 DLA_DIMENSIONS = 16
 NEIGHBOURS = 10
 NEURONS = 5
-LN2 = math.log(2)
-
-
-def token_record(tokenizer: Tokenizer, token_id: int, **numbers: float) -> dict:
-    text = tokenizer.token_str(token_id)
-    return {"id": int(token_id), "token": text, "readable": readable(text), **numbers}
-
-
-def topk_table(logits: torch.Tensor, tokenizer: Tokenizer, k: int, logp: torch.Tensor | None = None) -> list[list[dict]]:
-    """[T, vocab] logits -> per position the k most likely tokens with prob and logit."""
-    logp = log_probs(logits) if logp is None else logp
-    values, ids = logp.topk(min(k, logp.shape[-1]), dim=-1)  # [T, k]: the order of the logits
-    probs = values.double().exp().tolist()
-    return [
-        [token_record(tokenizer, i, prob=p, logit=float(logits[t, i])) for p, i in zip(ps, row)]
-        for t, (ps, row) in enumerate(zip(probs, ids.tolist()))
-    ]
-
-
-def log_probs(logits: torch.Tensor) -> torch.Tensor:
-    """[T, vocab] log-softmax in float32 (the precision the model computed its logits in)."""
-    return torch.log_softmax(logits.float(), dim=-1)
-
-
-def entropies(logits: torch.Tensor, logp: torch.Tensor | None = None) -> list[float]:
-    """Entropy in bits of each row's softmax, [T, vocab] -> T floats (one batched pass)."""
-    logp = log_probs(logits) if logp is None else logp
-    return (-(logp.exp() * logp).sum(-1, dtype=torch.float64) / LN2).tolist()
-
-
-def kl_bits(logp: torch.Tensor, logq: torch.Tensor) -> list[float]:
-    """KL(p || q) in bits per row, both given as log-probabilities [T, vocab]."""
-    return ((logp.exp() * (logp - logq)).sum(-1, dtype=torch.float64) / LN2).clamp_min(0).tolist()
 
 
 def logit_lens(loaded: LoadedModel, tensors: dict[str, torch.Tensor]) -> list[dict]:
@@ -71,9 +39,9 @@ def logit_lens(loaded: LoadedModel, tensors: dict[str, torch.Tensor]) -> list[di
             {
                 "layer": layer,
                 "hook": hook,
-                "topk": topk_table(logits, loaded.tokenizer, LENS_K, logp),
-                "entropy_bits": entropies(logits, logp),
-                "kl_to_final": kl_bits(final_logp, logp),
+                "topk": token_table(logp, logits, loaded.tokenizer.token_str, LENS_K),
+                "entropy_bits": entropy_bits(logp).tolist(),
+                "kl_to_final": kl_bits(final_logp, logp).tolist(),
             }
         )
     return lens
@@ -97,7 +65,7 @@ def dot_product_breakdown(loaded: LoadedModel, tensors: dict[str, torch.Tensor],
     for cand in final_top[:DLA_CANDIDATES]:
         row = w_u[cand["id"]].double()  # [d_model]
         products = normalized.double() * row  # [d_model]: ln_final(x)[i] * W_U[t, i]
-        order = products.abs().argsort(descending=True)[:DLA_DIMENSIONS]
+        order = top_k(products.abs(), DLA_DIMENSIONS)[1]
         values = (pieces.double() @ row).tolist()  # [n_components]
         const = float(constant.double() @ row)
         raw = float(products.sum())
@@ -130,24 +98,17 @@ def neighbours(loaded: LoadedModel, ids: list[int]) -> list[list[dict]]:
     unique = sorted(set(ids))
     cosine = unit[unique] @ unit.T  # [n_unique, vocab], one matrix product for the whole probe
     cosine[torch.arange(len(unique)), torch.tensor(unique)] = -math.inf
-    values, order = cosine.topk(min(NEIGHBOURS, cosine.shape[-1] - 1), dim=-1)
+    values, order = top_k(cosine, min(NEIGHBOURS, cosine.shape[-1] - 1))
     table = {
-        token_id: [token_record(loaded.tokenizer, i, cosine=float(c)) for c, i in zip(vs, os)]
+        token_id: [token_record(loaded.tokenizer.token_str, i, cosine=float(c)) for c, i in zip(vs, os)]
         for token_id, vs, os in zip(unique, values.tolist(), order.tolist())
     }
     return [table[token_id] for token_id in ids]
 
 
-def top_neurons(loaded: LoadedModel, tensors: dict[str, torch.Tensor]) -> dict[str, list]:
-    out = {}
-    for layer in range(loaded.dims.n_layer):
-        post = tensors[f"blocks.{layer}.mlp.hook_post"]  # [T, d_mlp]
-        values, order = post.topk(min(NEURONS, post.shape[-1]), dim=-1)
-        out[str(layer)] = [
-            [{"neuron": int(n), "value": float(v)} for v, n in zip(vs, ns)]
-            for vs, ns in zip(values.tolist(), order.tolist())
-        ]
-    return out
+def neurons(loaded: LoadedModel, tensors: dict[str, torch.Tensor]) -> dict[str, list]:
+    """layer -> per position the NEURONS largest MLP post-activations (summary.top_neurons)."""
+    return {str(layer): top_neurons(tensors[f"blocks.{layer}.mlp.hook_post"], NEURONS) for layer in range(loaded.dims.n_layer)}
 
 
 def residual_norms(loaded: LoadedModel, tensors: dict[str, torch.Tensor]) -> dict[str, list[float]]:
@@ -163,13 +124,13 @@ def build_report_data(loaded: LoadedModel, cache: Cache, ids: list[int], top_k: 
     tensors = cache.tensors
     logits = tensors["logits"]  # [T, vocab]
     logp = log_probs(logits)
-    final_topk = topk_table(logits, loaded.tokenizer, top_k, logp)
+    final_topk = token_table(logp, logits, loaded.tokenizer.token_str, top_k)
     return {
         "positions": int(logits.shape[0]),
-        "final": {"topk": final_topk, "entropy_bits": entropies(logits, logp)},
+        "final": {"topk": final_topk, "entropy_bits": entropy_bits(logp).tolist()},
         "logit_lens": logit_lens(loaded, tensors),
         "dla": dot_product_breakdown(loaded, tensors, final_topk[-1]),
         "neighbours": neighbours(loaded, ids),
-        "neurons": top_neurons(loaded, tensors),
+        "neurons": neurons(loaded, tensors),
         "resid_norms": residual_norms(loaded, tensors),
     }

@@ -20,12 +20,11 @@ HTML (templates/analysis.html shows the result).
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
 
-from visualizer.model.tokenizer import readable
+from visualizer.analysis.distributions import entropy_bits, log_probs, token_table, top_k
 
 FORMAT = 1
 LABEL_THRESHOLD = 0.5  # mean attention mass on the labelled key (over query positions 1..T-1)
@@ -33,7 +32,6 @@ TOP_KEYS = 3  # sparsity: the mass in this many largest keys of a row
 TOP_TOKENS = 5  # next-token candidates per position
 TOP_NEURONS = 3  # largest MLP neurons per position
 DEAD_IDS = 256  # at most this many never-firing neuron ids listed per layer (the count is exact)
-LN2 = math.log(2)
 LABELS = (("previous-token", "prev_mass"), ("first-token", "first_mass"), ("self", "self_mass"))
 
 
@@ -50,7 +48,7 @@ def head_stats(pattern: torch.Tensor) -> list[dict]:
     Q = pattern[:, 1:, :].float()  # [H, T-1, T]: queries 1..T-1 (float32: per-row sums of <= T terms)
     q = torch.arange(1, T)  # [T-1] query positions
     rows = torch.arange(T - 1)
-    entropy = -torch.special.xlogy(Q, Q).sum(-1).double() / LN2  # [H, T-1] bits
+    entropy = entropy_bits(Q.log(), Q)  # [H, T-1] bits
     max_entropy = torch.log2((q + 1).double())  # [T-1]: uniform over the q+1 visible keys
     mean_key = (Q @ torch.arange(T, dtype=torch.float32)).double()  # [H, T-1]: attention-weighted key position
     figures = {
@@ -139,16 +137,21 @@ def mlp_layer(post: torch.Tensor) -> dict:
     neurons at each position."""
     never = (post <= 0).all(0)  # [d_mlp]
     ids = never.nonzero().flatten().tolist()
-    values, order = post.topk(min(TOP_NEURONS, post.shape[-1]), dim=-1)  # [pos, k]
     return {
         "d_mlp": int(post.shape[-1]),
         "never_fire": len(ids),
         "never_fire_fraction": len(ids) / post.shape[-1],
         "never_fire_ids": ids[:DEAD_IDS],
         "firing_fraction": float((post > 0).double().mean()),
-        "largest": [[{"neuron": int(n), "value": float(v)} for v, n in zip(vs, ns)]
-                    for vs, ns in zip(values.tolist(), order.tolist())],
+        "largest": top_neurons(post, TOP_NEURONS),
     }
+
+
+def top_neurons(post: torch.Tensor, k: int) -> list[list[dict]]:
+    """post [pos, d_mlp] -> per position the k largest post-activations, [{neuron, value}], in the
+    tie rule of distributions.top_k (value descending, then neuron id ascending)."""
+    values, order = top_k(post, k)  # [pos, k]
+    return [[{"neuron": int(n), "value": float(v)} for v, n in zip(vs, ns)] for vs, ns in zip(values.tolist(), order.tolist())]
 
 
 def mlp_section(tensors: dict[str, torch.Tensor], n_layer: int) -> list[dict] | None:
@@ -164,22 +167,13 @@ def mlp_section(tensors: dict[str, torch.Tensor], n_layer: int) -> list[dict] | 
 def logits_section(logits: torch.Tensor, token_ids: list[int], token_str: Callable[[int], str] | None) -> dict:
     """logits [pos, vocab] -> entropy (bits) and top tokens per position, and the loss (nats) of
     the probe's own next token at positions 0..T-2 (how well the model predicts the probe)."""
-    logp = torch.log_softmax(logits.float(), dim=-1)  # [T, V]
-    entropy = -(logp.exp() * logp).sum(-1).double() / LN2  # [T]
-    values, order = logp.topk(min(TOP_TOKENS, logp.shape[-1]), dim=-1)  # [T, k]
-    top_logits = logits.gather(-1, order).tolist()  # [T, k]
-
-    def record(i: int, lp: float, logit: float) -> dict:
-        text = token_str(i) if token_str else f"#{i}"
-        return {"id": i, "token": text, "readable": readable(text), "prob": math.exp(lp), "logit": logit}
-
+    logp = log_probs(logits)  # [T, V]
     T = logits.shape[0]
     nxt = torch.tensor(token_ids[1:T], dtype=torch.long)
     losses = (-logp[torch.arange(T - 1), nxt].double()).tolist() if T > 1 else []
     return {
-        "entropy_bits": entropy.tolist(),
-        "top": [[record(i, lp, lg) for lp, i, lg in zip(vs, ids, lgs)]
-                for vs, ids, lgs in zip(values.tolist(), order.tolist(), top_logits)],
+        "entropy_bits": entropy_bits(logp).tolist(),
+        "top": token_table(logp, logits, token_str, TOP_TOKENS),
         "loss_nats": losses,  # position t: -log p(probe token t+1)
         "mean_loss_nats": sum(losses) / len(losses) if losses else None,
     }

@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from visualizer.generation.record import decode_attention  # noqa: E402
+from visualizer.artefacts.attention_codec import decode_float32  # noqa: E402
 
 MAX_LABELS = 64  # beyond this many context tokens, label every n-th
 
@@ -75,7 +75,7 @@ def write_snapshots(folder: Path, record: dict, every: int) -> list[dict]:
         name = f"snapshots/attention-step-{index:04d}.png"
         (folder / "snapshots").mkdir(exist_ok=True)
         start = step["context_start"]
-        write_snapshot(folder / name, decode_attention(step["attention"]), tokens[start : start + step["context_length"]],
+        write_snapshot(folder / name, decode_float32(step["attention"]), tokens[start : start + step["context_length"]],
                        f"step {index}: chose {step['readable']!r} (p={step['prob']:.4f}) · "
                        "attention row of the context's last position")
         written.append({"step": index, "file": name, "readable": step["readable"]})

@@ -29,9 +29,9 @@ from typing import Callable
 import torch
 
 import visualizer.generation.sampling as sampling
-from visualizer.capture import ABS_TOL, capture
+from visualizer.capture import capture, verify
 from visualizer.model.base import LoadedModel, StepOutput
-from visualizer.model.tokenizer import Tokenizer, readable
+from visualizer.model.tokenizer import Tokenizer
 
 
 @dataclass
@@ -66,33 +66,30 @@ class Generation:
         return [s.index for s in self.steps if s.slid]
 
 
-def _bound(worst: dict, name: str, error: float, scale: float) -> None:
-    """Keep the worst (relative to its tolerance) error seen for one identity."""
-    tolerance = ABS_TOL * max(1.0, scale)
-    entry = worst.setdefault(name, {"max_abs_error": 0.0, "tolerance": tolerance, "passed": True, "checked": 0})
+def _bound(worst: dict, name: str, result: dict) -> None:
+    """Keep the worst (relative to its tolerance) of one identity's checks (verify.check results)."""
+    entry = worst.setdefault(name, {"max_abs_error": 0.0, "tolerance": result["tolerance"], "passed": True, "checked": 0})
     entry["checked"] += 1
-    if not math.isfinite(error) or error / tolerance > entry["max_abs_error"] / entry["tolerance"]:
-        entry["max_abs_error"], entry["tolerance"] = float(error), float(tolerance)
-    entry["passed"] = entry["passed"] and math.isfinite(error) and error <= tolerance
+    error = result["max_abs_error"]
+    if not math.isfinite(error) or error / result["tolerance"] > entry["max_abs_error"] / entry["tolerance"]:
+        entry["max_abs_error"], entry["tolerance"] = error, result["tolerance"]
+    entry["passed"] = entry["passed"] and result["passed"]
 
 
 def check_step(loaded: LoadedModel, out: StepOutput, worst: dict) -> None:
     """pattern @ v == z for the step's last position in every layer (the derived row is the kernel's)."""
     kv_index = loaded.adapter.kv_head_index(loaded.dims).to(out.z.device)
     for layer, values in enumerate(out.values):
-        row = out.pattern[layer, :, -1:, :]  # [nh, 1, T]
-        z = torch.einsum("hqk,khd->qhd", row, values[:, kv_index])  # [1, nh, d_head]
-        expected = out.z[layer, -1:]
-        _bound(worst, "pattern @ v == z (every step)", (z - expected).abs().max().item(), expected.abs().max().item())
+        z = verify.attention_output(out.pattern[layer, :, -1:, :], values, kv_index)  # [1, nh, d_head]
+        _bound(worst, f"{verify.PATTERN_V_Z} (every step)", verify.check(z, out.z[layer, -1:]))
 
 
 def check_against_full_forward(loaded: LoadedModel, context: list[int], step: Step, worst: dict) -> None:
     """The cached step equals `capture` over the same context: logits and attention rows."""
     cache = capture(loaded, context)
-    expected = cache["logits"][-1]
-    _bound(worst, "cached logits == full forward (last step)", (step.logits - expected).abs().max().item(), expected.abs().max().item())
+    _bound(worst, "cached logits == full forward (last step)", verify.check(step.logits, cache["logits"][-1]))
     rows = torch.stack([cache[f"blocks.{l}.attn.hook_pattern"][:, -1] for l in range(loaded.dims.n_layer)])  # [L, nh, T]
-    _bound(worst, "cached attention rows == full forward (last step)", (step.attention - rows).abs().max().item(), 1.0)
+    _bound(worst, "cached attention rows == full forward (last step)", verify.check(step.attention, rows))
 
 
 SMALL_STEP_MACS = 32_000_000  # below this many multiply-adds per token, steps run on one CPU thread
@@ -162,10 +159,10 @@ def _decode(
             break
         lens = adapter.logits_from_residual(loaded, out.resid_post[:, -1])  # [n_layer, vocab]
         if out.resid_final is None:
-            _bound(gen.checks, "logit lens at the last layer == logits", (lens[-1] - logits).abs().max().item(), logits.abs().max().item())
+            _bound(gen.checks, "logit lens at the last layer == logits", verify.check(lens[-1], logits))
         else:  # the final residual is not the last block's output (backout): check the head on it instead
             head = adapter.logits_from_residual(loaded, out.resid_final[-1:])[0]  # [vocab]
-            _bound(gen.checks, "final norm and head on the final residual == logits", (head - logits).abs().max().item(), logits.abs().max().item())
+            _bound(gen.checks, "final norm and head on the final residual == logits", verify.check(head, logits))
         step = Step(
             index=index,
             token=choice.token,
@@ -207,25 +204,6 @@ def continuation_text(tokenizer: Tokenizer, prompt_ids: list[int], generated: li
     head = tokenizer.decode(list(prompt_ids))
     full = tokenizer.decode(list(prompt_ids) + list(generated))
     return full[len(head) :] if full.startswith(head) else tokenizer.decode(list(generated))
-
-
-def entropy_bits(probs: torch.Tensor) -> float:
-    p = probs[probs > 0]
-    return float(-(p * p.log()).sum() / math.log(2))
-
-
-def top_candidates(probs: torch.Tensor, logits: torch.Tensor, tokenizer: Tokenizer, k: int) -> list[dict]:
-    """The k most likely tokens of one distribution [vocab] (ties broken by id), tokens by name."""
-    k = min(k, probs.numel())
-    order = torch.argsort(probs, descending=True, stable=True)[:k]
-    rows = []
-    for i in order.tolist():
-        p = float(probs[i])
-        if p == 0.0:
-            break  # banned or filtered out: not a candidate
-        token = tokenizer.token_str(i)
-        rows.append({"id": i, "token": token, "readable": readable(token), "prob": p, "logit": float(logits[i])})
-    return rows
 
 
 def rank_of(probs: torch.Tensor, token: int) -> int:

@@ -10,39 +10,36 @@ What this module does not do: run the model (generate.py) or lay out the page (g
 
 from __future__ import annotations
 
-import base64
-
-import numpy as np
 import torch
 
 from visualizer.model.base import LoadedModel
-from visualizer.generation.decode import Generation, Step, continuation_text, entropy_bits, rank_of, step_threads, top_candidates
-from visualizer.generation.sampling import Settings, final_distribution
+from visualizer.artefacts.attention_codec import FLOAT32_ENCODING, encode_float32
+from visualizer.analysis.distributions import entropy_bits, log_probs, token_table
+from visualizer.generation.decode import Generation, Step, continuation_text, rank_of, step_threads
+from visualizer.generation.sampling import Settings, final_log_probs
 from visualizer.model.tokenizer import readable
 from visualizer.artefacts.trace import model_header
 from visualizer.model.probe import Probe
 
 GENERATION_FORMAT = 1
-ATTENTION_ENCODING = "base64 of float32 little-endian, C order, shape [n_layer, n_head, T]"
 
 
-def encode_float32(t: torch.Tensor) -> str:
-    return base64.b64encode(np.ascontiguousarray(t.numpy(), dtype="<f4").tobytes()).decode("ascii")
-
-
-def decode_attention(entry: dict) -> np.ndarray:
-    """The inverse of the record's attention encoding: [n_layer, n_head, T] float32."""
-    raw = base64.b64decode(entry["data"])
-    return np.frombuffer(raw, dtype="<f4").reshape(entry["shape"])
+def top_tokens(logp: torch.Tensor, logits: torch.Tensor, tok, k: int) -> list[dict]:
+    """[vocab] -> the k most likely tokens of one distribution (distributions.token_table)."""
+    return token_table(logp[None], logits[None], tok.token_str, k)[0]
 
 
 def step_record(loaded: LoadedModel, step: Step, prompt_len: int, settings: Settings, k: int, lens_k: int) -> dict:
     tok = loaded.tokenizer
     logits = step.logits.double()  # [vocab]
-    probs = torch.softmax(logits, dim=-1)
-    final = final_distribution(step.choice, settings)
+    logp = log_probs(logits)  # [vocab] float64
+    probs = logp.exp()
+    final_logp = final_log_probs(step.choice, settings)  # [vocab]: what the token was drawn from
     token = tok.token_str(step.token)
-    lens_probs = torch.softmax(step.lens_logits.double(), dim=-1)  # [n_layer, vocab]
+    lens_logits = step.lens_logits.double()  # [n_layer, vocab]
+    lens_logp = log_probs(lens_logits)
+    lens_probs = lens_logp.exp()
+    lens_top = token_table(lens_logp, lens_logits, tok.token_str, lens_k)
     return {
         "step": step.index,
         "position": prompt_len + step.index,  # index in prompt + generated
@@ -52,13 +49,13 @@ def step_record(loaded: LoadedModel, step: Step, prompt_len: int, settings: Sett
         "prob": float(probs[step.token]),  # under the model's own distribution
         "logit": float(logits[step.token]),
         "rank": rank_of(probs, step.token),
-        "entropy_bits": entropy_bits(probs),
-        "sampled_prob": float(final[step.token]),  # under the distribution it was drawn from
-        "sampled_entropy_bits": entropy_bits(final),
-        "candidates_before": top_candidates(probs, logits, tok, k),
-        "candidates_after": top_candidates(final, step.choice.final_logits, tok, k),
+        "entropy_bits": float(entropy_bits(logp)),
+        "sampled_prob": float(final_logp[step.token].exp()),  # under the distribution it was drawn from
+        "sampled_entropy_bits": float(entropy_bits(final_logp)),
+        "candidates_before": top_tokens(logp, logits, tok, k),
+        "candidates_after": top_tokens(final_logp, step.choice.final_logits, tok, k),
         "controls": [
-            {"control": name, "candidates": top_candidates(torch.softmax(x, dim=-1), x, tok, k)}
+            {"control": name, "candidates": top_tokens(log_probs(x), x, tok, k)}
             for name, x in step.choice.stages
         ],
         "context_start": step.context_start,
@@ -67,13 +64,13 @@ def step_record(loaded: LoadedModel, step: Step, prompt_len: int, settings: Sett
         "logit_lens": [
             {
                 "layer": layer,
-                "top": top_candidates(lens_probs[layer], step.lens_logits[layer].double(), tok, lens_k),
+                "top": lens_top[layer],
                 "chosen_prob": float(lens_probs[layer, step.token]),
                 "chosen_rank": rank_of(lens_probs[layer], step.token),
             }
             for layer in range(lens_probs.shape[0])
         ],
-        "attention": {"shape": list(step.attention.shape), "data": encode_float32(step.attention)},
+        "attention": encode_float32(step.attention),
     }
 
 
@@ -106,7 +103,7 @@ def build_record(
         "output": probe.text + continuation,
         "stop": {"reason": gen.stop_reason, "string": gen.stop_string, "steps": len(gen.steps)},
         "slides": gen.slides,
-        "attention_encoding": ATTENTION_ENCODING,
+        "attention_encoding": FLOAT32_ENCODING,
         "attention_query": "the context's last position: the query whose output chose the step's token",
         "verification": gen.checks,
         "verification_passed": all(c["passed"] for c in gen.checks.values()),

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from visualizer.analysis.distributions import log_probs
 from visualizer.errors import VisualizerError
 
 DEFAULT_SEED = 1337  # nanoGPT's sample.py seed: unseeded runs are reproducible too
@@ -160,14 +161,20 @@ def choose(logits: torch.Tensor, sequence: list[int], settings: Settings, genera
     return Choice(token=token, final_logits=final, stages=stages)
 
 
-def final_distribution(choice: Choice, settings: Settings) -> torch.Tensor:
-    """[vocab] float64 probabilities the token was drawn from (greedy: all mass on the argmax)."""
+def final_log_probs(choice: Choice, settings: Settings) -> torch.Tensor:
+    """[vocab] float64 log-probabilities of the distribution the token was drawn from (greedy: all
+    mass on the argmax, log 0 = -inf elsewhere), as distributions.log_probs computes every other."""
     if settings.greedy:
-        probs = torch.zeros_like(choice.final_logits)
+        logp = torch.full_like(choice.final_logits, float("-inf"))
         if choice.allowed:
-            probs[choice.token] = 1.0
-        return probs
-    return torch.softmax(choice.final_logits, dim=-1)
+            logp[choice.token] = 0.0
+        return logp
+    return log_probs(choice.final_logits)
+
+
+def final_distribution(choice: Choice, settings: Settings) -> torch.Tensor:
+    """[vocab] float64 probabilities the token was drawn from: exp of `final_log_probs`."""
+    return final_log_probs(choice, settings).exp()
 
 
 def make_generator(seed: int) -> torch.Generator:

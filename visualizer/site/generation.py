@@ -11,14 +11,11 @@ What this module does not do: generate (generate.py) or draw PNGs (generation_fi
 
 from __future__ import annotations
 
-import base64
-
 import markupsafe
-import numpy as np
 
 from visualizer import __version__
 import visualizer.site.common as site
-from visualizer.generation.record import decode_attention
+import visualizer.artefacts.attention_codec as codec
 
 # ColorBrewer YlGnBu (9 classes): a sequential scale for probabilities, light = unlikely
 PROB_COLOURS = ["#ffffd9", "#edf8b1", "#c7e9b4", "#7fcdbb", "#41b6c4", "#1d91c0", "#225ea8", "#253494", "#081d58"]
@@ -38,15 +35,6 @@ def prob_colour(p: float) -> tuple[str, str]:
     return PROB_COLOURS[min(len(PROB_COLOURS) - 1, int(p * len(PROB_COLOURS)))], ("#fff" if p >= 5 / 9 else "#111")
 
 
-def quantize_rows(attention: np.ndarray) -> tuple[str, list[float]]:
-    """[n_layer, n_head, T] float -> (base64 of uint8 [n_layer * n_head * T], per-row maxima)."""
-    rows = attention.reshape(-1, attention.shape[-1]).astype(np.float64)  # [L*H, T]
-    peak = rows.max(axis=1)  # [L*H]
-    safe = np.where(peak > 0, peak, 1.0)
-    codes = np.rint(rows / safe[:, None] * 255).clip(0, 255).astype(np.uint8)
-    return base64.b64encode(codes.tobytes()).decode("ascii"), [round(float(m), 7) for m in peak]
-
-
 def browser_data(record: dict) -> dict:
     """The compact inline JSON the page's script reads."""
     vocab: dict[str, str] = {}
@@ -63,7 +51,7 @@ def browser_data(record: dict) -> dict:
     steps = []
     for s in record["steps"]:
         name(s["id"], s["readable"])
-        att, scale = quantize_rows(decode_attention(s["attention"]))
+        att, scale = codec.encode_row_scaled(codec.decode_float32(s["attention"]))
         steps.append(
             {
                 "id": s["id"],

@@ -17,13 +17,13 @@ What this module does not do: load a model or run a forward pass (it reads trace
 
 from __future__ import annotations
 
-import base64
-import math
 from pathlib import Path
 
 import torch
 
 import visualizer.site.common as site
+from visualizer.analysis.distributions import js_bits, kl_bits, log_probs
+from visualizer.artefacts.attention_codec import encode_square
 from visualizer.errors import VisualizerError
 from visualizer.readfile import read_json
 from visualizer.store.traces import StoredTrace
@@ -32,7 +32,6 @@ from visualizer.artefacts.trace import dumps, read_activations
 
 FORMAT = 1
 HEAD_VIEW_POSITIONS = 256  # head views hold at most the first this many positions (the page says so)
-LN2 = math.log(2)
 
 
 class Side:
@@ -85,22 +84,6 @@ def cosine_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (ux - uy).square().sum(-1) / 2
 
 
-def js_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """[..., k] distributions -> [...] Jensen-Shannon divergence in bits."""
-    p, q = p.double(), q.double()
-    m = (p + q) / 2
-    kl_pm = (torch.special.xlogy(p, p) - torch.special.xlogy(p, m)).sum(-1)
-    kl_qm = (torch.special.xlogy(q, q) - torch.special.xlogy(q, m)).sum(-1)
-    return ((kl_pm + kl_qm) / 2 / LN2).clamp_min(0)
-
-
-def kl_bits(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
-    """[n, vocab] logits -> [n] KL(p || q) in bits."""
-    logp = torch.log_softmax(p_logits.double(), dim=-1)
-    logq = torch.log_softmax(q_logits.double(), dim=-1)
-    return ((logp.exp() * (logp - logq)).sum(-1) / LN2).clamp_min(0)
-
-
 def _have(tensors: dict, names: list[str]) -> bool:
     return all(n in tensors for n in names)
 
@@ -125,7 +108,7 @@ def attention_divergence(xa: dict, xb: dict, n_layer: int, n: int) -> list[list[
     out = []
     for name in names:
         pa, pb = xa[name][:, :n, :n], xb[name][:, :n, :n]  # [H, n, n]
-        jsd = js_divergence(pa, pb)  # [H, n]
+        jsd = js_bits(pa, pb)  # [H, n]
         out.append((jsd[:, 1:].mean(-1) if n > 1 else jsd[:, :1].mean(-1)).tolist())
     return out
 
@@ -133,7 +116,8 @@ def attention_divergence(xa: dict, xb: dict, n_layer: int, n: int) -> list[list[
 def next_token_divergence(a: Side, b: Side, n: int) -> dict | None:
     if "logits" not in a.tensors or "logits" not in b.tensors:
         return None
-    kl = kl_bits(a.tensors["logits"][:n], b.tensors["logits"][:n])  # [n]
+    # KL(p_a || p_b) from the logits in float64 (stored activations may be float16-widened)
+    kl = kl_bits(log_probs(a.tensors["logits"][:n].double()), log_probs(b.tensors["logits"][:n].double()))  # [n]
     ia, ib = a.tensors["logits"][:n].argmax(-1), b.tensors["logits"][:n].argmax(-1)
     return {"kl_bits": kl.tolist(), "mean_kl_bits": float(kl.mean()), "top1_a": a.top1(n), "top1_b": b.top1(n),
             "top1_agreement": float((ia == ib).double().mean())}
@@ -171,12 +155,6 @@ def compare(a: Side, b: Side) -> dict:
 # ------------------------------------------------------------------------------------------ page
 
 
-def quantized_patterns(pattern: torch.Tensor, m: int) -> str:
-    """[H, T, T] pattern -> base64 of uint8 [H, m, m] (probability in 1/255 steps, row-major)."""
-    q = (pattern[:, :m, :m].double() * 255).round().clamp(0, 255).to(torch.uint8)
-    return base64.b64encode(q.contiguous().numpy().tobytes()).decode("ascii")
-
-
 def write_site(out: Path, a: Side, b: Side, result: dict, protected: list[Path] = ()) -> None:
     """DIR/index.html, compare.json, assets/, and data/compare-layer-{l}.js (loaded when picked)."""
     n_layer, n_head = a.trace["dims"]["n_layer"], a.trace["dims"]["n_head"]
@@ -188,7 +166,7 @@ def write_site(out: Path, a: Side, b: Side, result: dict, protected: list[Path] 
             (tmp / "data").mkdir()
             for layer in range(n_layer):
                 name = f"blocks.{layer}.attn.hook_pattern"
-                payload = {"a": quantized_patterns(a.tensors[name], m), "b": quantized_patterns(b.tensors[name], m)}
+                payload = {"a": encode_square(a.tensors[name], m), "b": encode_square(b.tensors[name], m)}
                 (tmp / "data" / f"compare-layer-{layer}.js").write_text(
                     "window.__compareLayers = window.__compareLayers || {};\n"
                     f"window.__compareLayers[{layer}] = {site.json_for_script(payload)};\n", encoding="utf-8")

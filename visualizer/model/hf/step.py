@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
-from visualizer.capture import hooked
+import visualizer.capture.attention as attention
+from visualizer.capture.hooks import hooked
 from visualizer.model.base import KVCache, LoadedModel, StepOutput
 
 STEP_HOOKS = (".attn.hook_z", ".hook_resid_post")  # the hook names a step reads besides the attention call
@@ -63,9 +64,8 @@ def step(loaded: LoadedModel, attention_modules: list[torch.nn.Module], cache: H
         b = f"blocks.{layer}.attn"
         q, k, v = store[f"{b}.hook_q"], store[f"{b}.hook_k"], store[f"{b}.hook_v"]  # [new, nh, d], [T, nkv, d] x2
         assert k.shape[0] == T, f"layer {layer}: the attention call read {k.shape[0]} keys, expected {T}"
-        scores = torch.einsum("qhd,khd->hqk", q, k[:, kv_index]) * adapter.attention_scale(dims, layer)  # [nh, new, T]
-        allowed = adapter.attention_mask(layer, T, q.device)[start:T]  # [new, T]
-        patterns.append(torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1))
+        mask = adapter.attention_mask(layer, T, q.device)  # [T, T]
+        patterns.append(attention.derive(q, k[:, kv_index], adapter.attention_scale(dims, layer), mask, start)[1])  # [nh, new, T]
         keys.append(k.transpose(0, 1))  # [nkv, T, d]
         values.append(v)  # [T, nkv, d]
     cache.keys, cache.values = keys, [v.transpose(0, 1) for v in values]

@@ -38,6 +38,8 @@ from visualizer.errors import VisualizerError
 from visualizer.model.tokenizer import Encoded
 import visualizer.model.nanochat.step as nanochat_step
 from visualizer.model.base import Adapter, Dims, HookSpec, KVCache, LoadedModel, StepOutput, slug
+from visualizer.model.block_hooks import block_specs
+from visualizer.model.checkpoint import StateDict, check_missing, file_sha256, torch_load
 from visualizer.model.nanochat.model import (
     GPT,
     SMEAR_GATE_CHANNELS,
@@ -48,7 +50,6 @@ from visualizer.model.nanochat.model import (
     rms_norm,
 )
 from visualizer.model.nanochat.tokenizer import load_tokenizer
-from visualizer.model.nanogpt.adapter import COMPILED_PREFIX, FLOAT_DTYPES, block_specs, file_sha256, torch_load
 
 MODEL_FILE = re.compile(r"model_(\d+)\.pt")
 CONFIG_INTS = ("sequence_len", "vocab_size", "n_layer", "n_head", "n_kv_head", "n_embd")
@@ -171,20 +172,12 @@ def read_meta(path: Path) -> dict:
     return meta
 
 
-def read_state(path: Path, device: torch.device) -> tuple[dict[str, torch.Tensor], bool]:
-    """The state dict with `_orig_mod.` prefixes removed; and whether there were any."""
+def read_state(path: Path, device: torch.device) -> StateDict:
+    """The state dict with `_orig_mod.` prefixes removed (`.compiled` says whether there were any)."""
     state = torch_load(path, device)
     if not isinstance(state, dict):
         raise VisualizerError(f"{path}: not a nanochat state dict (a {type(state).__name__})")
-    cleaned, compiled = {}, False
-    for raw_key, tensor in state.items():
-        key = str(raw_key)
-        while key.startswith(COMPILED_PREFIX):
-            key, compiled = key[len(COMPILED_PREFIX) :], True
-        if not isinstance(tensor, torch.Tensor):
-            raise VisualizerError(f"{path}: state-dict key '{raw_key}' is not a tensor")
-        cleaned[key] = tensor
-    return cleaned, compiled
+    return StateDict(path, state)
 
 
 def is_current_key(key: str) -> bool:
@@ -221,28 +214,14 @@ def build_config(path: Path, model_config: dict, architecture: str, state: dict)
     )
 
 
-def check_state(path: Path, state: dict, model: GPT) -> tuple[dict, dict[str, int]]:
+def check_state(path: Path, state: StateDict, model: GPT) -> tuple[dict, dict[str, int]]:
     """Every key known and present, shapes as the config implies, floats -> float32. dtype counts."""
     expected = model.state_dict()
-    for key, tensor in state.items():
-        if key not in expected:
-            raise VisualizerError(f"{path}: unexpected state-dict key '{key}' (not nanochat's {model.config.architecture} architecture)")
-        if tuple(tensor.shape) != tuple(expected[key].shape):
-            raise VisualizerError(
-                f"{path}: state-dict key '{key}' has shape {tuple(tensor.shape)}, model_config implies {tuple(expected[key].shape)}"
-            )
-        if tensor.dtype not in FLOAT_DTYPES:
-            raise VisualizerError(f"{path}: state-dict key '{key}' has dtype {tensor.dtype}, expected floats")
-    missing = [k for k in expected if k not in state]
-    if missing:
-        hint = TOO_OLD_HINT if model.config.current and any(k in CURRENT_SCALARS for k in missing) else ""
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise VisualizerError(f"{path}: missing state-dict key '{missing[0]}'{more}{hint}")
-    dtypes: dict[str, int] = {}
-    for tensor in state.values():
-        name = str(tensor.dtype).replace("torch.", "")
-        dtypes[name] = dtypes.get(name, 0) + 1
-    return {k: t.to(torch.float32) for k, t in state.items()}, dict(sorted(dtypes.items()))
+    state.check_known(expected, f"not nanochat's {model.config.architecture} architecture", "model_config implies")
+    lacks_scalars = any(k in expected and k not in state.tensors for k in CURRENT_SCALARS)
+    hint = TOO_OLD_HINT if model.config.current and lacks_scalars else ""
+    check_missing(path, state.tensors, expected, hint)
+    return state.float32(), state.dtype_counts()
 
 
 # --- what the page says about the model ----------------------------------------------------------
@@ -341,9 +320,9 @@ def load(checkpoint: Path, device: torch.device, step: int | None = None, tokeni
     checkpoint = Path(checkpoint)
     model_file, meta_file = locate(checkpoint, step)
     meta = read_meta(meta_file)
-    state, compiled = read_state(model_file, torch.device("cpu"))
-    architecture = architecture_of(state)
-    config = build_config(meta_file, meta["model_config"], architecture, state)
+    state = read_state(model_file, torch.device("cpu"))
+    architecture = architecture_of(state.tensors)
+    config = build_config(meta_file, meta["model_config"], architecture, state.tensors)
     model = GPT(config)
     weights, dtypes = check_state(model_file, state, model)
     model.load_state_dict(weights, strict=True)
@@ -374,7 +353,7 @@ def load(checkpoint: Path, device: torch.device, step: int | None = None, tokeni
         "meta": extras,
         "n_params": model.num_params(),
         "weights_dtype": ", ".join(f"{n} {d}" for d, n in dtypes.items()) + " tensors",
-        "compiled_prefix": compiled,
+        "compiled_prefix": state.compiled,
         "tokenizer": f"{tokenizer.describe()} from tokenizer/tokenizer.pkl",
         "positions": "rotary",
         "nanochat": facts,
@@ -471,7 +450,7 @@ class NanochatAdapter(Adapter):
 
     def step(self, loaded: LoadedModel, cache: KVCache, new_ids: torch.Tensor) -> StepOutput:
         """nanochat's KV-cache forward through our tree's own submodules (see nanochat_step)."""
-        return nanochat_step.step(loaded, self.windows, cache, new_ids)
+        return nanochat_step.step(loaded, cache, new_ids)
 
     @torch.no_grad()
     def logits_from_residual(self, loaded: LoadedModel, resid: torch.Tensor) -> torch.Tensor:

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+import visualizer.capture.attention as attention
 from visualizer.model.base import KVCache, LoadedModel, StepOutput
-from visualizer.model.nanochat.model import attention_allowed, rms_norm, rotate
+from visualizer.model.nanochat.model import rms_norm, rotate
 
 
 @dataclass
@@ -38,7 +39,7 @@ def start_cache(base: KVCache) -> NanochatKVCache:
 
 
 @torch.inference_mode()
-def step(loaded: LoadedModel, windows: list[int], cache: NanochatKVCache, new_ids: torch.Tensor) -> StepOutput:
+def step(loaded: LoadedModel, cache: NanochatKVCache, new_ids: torch.Tensor) -> StepOutput:
     """nanochat's forward for `new_ids` [new] at positions cache.length.., reading and extending `cache`."""
     m, dims = loaded.model, loaded.dims
     cfg = m.config
@@ -76,14 +77,16 @@ def step(loaded: LoadedModel, windows: list[int], cache: NanochatKVCache, new_id
         cache.values[layer][:, start:T] = v[0].transpose(0, 1)
         keys = cache.keys[layer][:, :T]  # [nkv, T, D]
         vals = cache.values[layer][:, :T]  # [nkv, T, D]
-        allowed = attention_allowed(T, windows[layer], loaded.device)[start:T]  # [new, T]: causal + window
+        mask = loaded.adapter.attention_mask(layer, T, loaded.device)  # [T, T]: causal + window
+        allowed = mask[start:T]  # [new, T]
         qh = q[0].transpose(0, 1)  # [nh, new, D]
         if start == 0:  # a prefill from 0 is the full forward's own attention call
             y = attn.attend(q, k, v)[0].transpose(0, 1)  # [nh, new, D]
         else:
             y = F.scaled_dot_product_attention(qh[None], keys[None], vals[None], attn_mask=allowed, enable_gqa=nh != nkv)[0]
-        scores = (qh @ keys[kv_index].transpose(-1, -2)) * D**-0.5  # [nh, new, T]
-        patterns.append(torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1))
+        _, pattern = attention.derive(q[0], keys[kv_index].transpose(0, 1), loaded.adapter.attention_scale(dims, layer),
+                                      mask, start)  # [nh, new, T]
+        patterns.append(pattern)
         zs.append(y.transpose(0, 1))  # [new, nh, D]
         values.append(vals.transpose(0, 1))  # [T, nkv, D]
         x = x + attn.c_proj(y.transpose(0, 1).reshape(1, new, C))  # resid_mid

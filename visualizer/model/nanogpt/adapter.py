@@ -11,31 +11,23 @@ What this module does not do: execute or import anything from the checkpoint's f
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
 import torch
 from torch.nn import functional as F
 
+import visualizer.capture.attention as attention
 from visualizer.errors import VisualizerError
+from visualizer.model.checkpoint import StateDict, check_missing, file_sha256, torch_load
 from visualizer.model.safe_pickle import load_restricted
 from visualizer.model.tokenizer import Tokenizer, from_meta, gpt2_bpe_offline
 from visualizer.model.base import Adapter, Dims, HookSpec, KVCache, LoadedModel, StepOutput, slug
+from visualizer.model.block_hooks import block_specs
 from visualizer.model.decompose import add_attention_pieces, frozen_layer_norm
 from visualizer.model.nanogpt.model import GPT, GPTConfig
 
 REQUIRED_ARGS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")
-COMPILED_PREFIX = "_orig_mod."
-FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def model_name(checkpoint: Path) -> str:
@@ -43,17 +35,6 @@ def model_name(checkpoint: Path) -> str:
     parent = checkpoint.resolve().parent.name
     stem = checkpoint.stem
     return slug(parent if stem == "ckpt" else f"{parent}-{stem}")
-
-
-def torch_load(path: Path, device: torch.device) -> object:
-    """`torch.load(weights_only=True)`, its failures told as one-line VisualizerErrors."""
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except PermissionError:
-        raise VisualizerError(f"{path}: checkpoint is not readable (permission denied)") from None
-    except Exception as e:  # corrupt zip, truncated file, disallowed global under weights_only
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise VisualizerError(f"{path}: not a loadable torch checkpoint ({first[:200]})") from None
 
 
 def read_checkpoint(path: Path, device: torch.device) -> dict:
@@ -96,37 +77,21 @@ def clean_state_dict(path: Path, state: object, model: GPT) -> tuple[dict, dict]
     """Strip compile prefixes, drop saved causal masks, check every key and shape, cast to float32."""
     if not isinstance(state, dict):
         raise VisualizerError(f"{path}: key 'model' is not a state dict")
+    read = StateDict(path, state)
+    # the causal mask buffer PyTorch < 2 runs saved; we always mask causally
+    read.drop([k for k, t in read.tensors.items() if re.fullmatch(r"transformer\.h\.\d+\.attn\.bias", k) and t.dim() == 4])
     expected = model.state_dict()
-    facts = {"compiled_prefix": False, "weights_dtype": None}
-    cleaned = {}
-    for raw_key, tensor in state.items():
-        key = raw_key
-        while key.startswith(COMPILED_PREFIX):
-            key, facts["compiled_prefix"] = key[len(COMPILED_PREFIX) :], True
-        if not isinstance(tensor, torch.Tensor):
-            raise VisualizerError(f"{path}: state-dict key '{raw_key}' is not a tensor")
-        if re.fullmatch(r"transformer\.h\.\d+\.attn\.bias", key) and tensor.dim() == 4:
-            continue  # the causal mask buffer PyTorch < 2 runs saved; we always mask causally
-        if key not in expected:
-            raise VisualizerError(f"{path}: unexpected state-dict key '{raw_key}' (not nanoGPT's, or model_args disagree)")
-        if tuple(tensor.shape) != tuple(expected[key].shape):
-            raise VisualizerError(
-                f"{path}: state-dict key '{raw_key}' has shape {tuple(tensor.shape)}, "
-                f"model_args imply {tuple(expected[key].shape)}"
-            )
-        if tensor.dtype not in FLOAT_DTYPES:
-            raise VisualizerError(f"{path}: state-dict key '{raw_key}' has dtype {tensor.dtype}, expected floats")
-        facts["weights_dtype"] = facts["weights_dtype"] or str(tensor.dtype).replace("torch.", "")
-        cleaned[key] = tensor.to(torch.float32)
+    read.check_known(expected, "not nanoGPT's, or model_args disagree", "model_args imply")
+    first = next(iter(read.tensors.values()), None)
+    facts = {"compiled_prefix": read.compiled, "weights_dtype": str(first.dtype).replace("torch.", "") if first is not None else None}
+    cleaned = read.float32()
     tied = ("transformer.wte.weight", "lm_head.weight")
     if tied[0] in cleaned and tied[1] in cleaned and not torch.equal(cleaned[tied[0]], cleaned[tied[1]]):
         raise VisualizerError(f"{path}: 'lm_head.weight' differs from 'transformer.wte.weight'; nanoGPT ties them")
     for a, b in (tied, tied[::-1]):
         if a in cleaned and b not in cleaned:
             cleaned[b] = cleaned[a]
-    missing = [k for k in expected if k not in cleaned]
-    if missing:
-        raise VisualizerError(f"{path}: missing state-dict key '{missing[0]}'" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    check_missing(path, cleaned, expected)
     return cleaned, facts
 
 
@@ -219,25 +184,6 @@ def load(checkpoint: Path, meta: Path | None, device: torch.device) -> LoadedMod
     )
 
 
-def block_specs(layer: int, qkv: list[HookSpec], heads) -> list[HookSpec]:
-    """The hooks of a block laid out as nanoGPT's (`transformer.h.{l}` with ln_1, attn.c_proj, ln_2,
-    mlp.c_fc, mlp.c_proj), given the family's own specs for q, k and v; `heads` splits z."""
-    m, b = f"transformer.h.{layer}", f"blocks.{layer}"
-    return [
-        HookSpec(m, "input", (f"{b}.hook_resid_pre",)),
-        HookSpec(f"{m}.ln_1", "output", (f"{b}.ln1.hook_normalized",)),
-        *qkv,
-        HookSpec(f"{m}.attn.c_proj", "input", (f"{b}.attn.hook_z",), heads),
-        HookSpec(f"{m}.attn", "output", (f"{b}.hook_attn_out",)),
-        HookSpec(f"{m}.ln_2", "input", (f"{b}.hook_resid_mid",)),
-        HookSpec(f"{m}.ln_2", "output", (f"{b}.ln2.hook_normalized",)),
-        HookSpec(f"{m}.mlp.c_fc", "output", (f"{b}.mlp.hook_pre",)),
-        HookSpec(f"{m}.mlp.c_proj", "input", (f"{b}.mlp.hook_post",)),
-        HookSpec(f"{m}.mlp", "output", (f"{b}.hook_mlp_out",)),
-        HookSpec(m, "output", (f"{b}.hook_resid_post",)),
-    ]
-
-
 class NanoGPTAdapter(Adapter):
     """Where each TransformerLens-named activation lives in nanoGPT's module tree."""
 
@@ -314,8 +260,8 @@ class NanoGPTAdapter(Adapter):
         pos = torch.arange(start, T, dtype=torch.long, device=loaded.device)  # [new]
         x = m.transformer.wte(ids) + m.transformer.wpe(pos)  # [1, new, C]
         # query at position start+i sees keys 0..start+i; one new query sees every cached key
-        allowed = self.attention_mask(0, T, loaded.device)[start:T] if new > 1 else None  # [new, T]
-        mask = allowed if start > 0 else None  # a prefill from 0 is the full forward's is_causal call
+        causal = self.attention_mask(0, T, loaded.device) if new > 1 else None  # [T, T]
+        mask = causal[start:T] if start > 0 and causal is not None else None  # a prefill from 0 is the full forward's is_causal call
         patterns, zs, values, resids = [], [], [], []
         for layer, block in enumerate(m.transformer.h):
             q, k, v = block.attn.c_attn(block.ln_1(x)).split(C, dim=2)  # each [1, new, C]
@@ -327,10 +273,9 @@ class NanoGPTAdapter(Adapter):
             y = F.scaled_dot_product_attention(
                 q, keys, vals, attn_mask=mask, dropout_p=0.0, is_causal=start == 0 and new > 1
             )  # [1, nh, new, hs]: the same kernel call as the full forward
-            scores = (q[0] @ keys[0].transpose(-1, -2)) * self.attention_scale(dims, layer)  # [nh, new, T]
-            if allowed is not None:
-                scores = scores.masked_fill(~allowed, float("-inf"))
-            patterns.append(torch.softmax(scores, dim=-1))
+            _, pattern = attention.derive(q[0].transpose(0, 1), keys[0].transpose(0, 1), self.attention_scale(dims, layer),
+                                          causal, start)  # [nh, new, T]
+            patterns.append(pattern)
             zs.append(y[0].transpose(0, 1))  # [new, nh, hs]
             values.append(vals[0].transpose(0, 1))  # [T, nh, hs]
             x = x + block.attn.c_proj(y.transpose(1, 2).reshape(1, new, C))  # resid_mid
