@@ -1,8 +1,9 @@
 """Time the Hugging Face path on a TinyLlama-1.1B-shaped model with random weights.
 
-    python scripts/bench_hf.py [--folder DIR] [--tokens 256] [--device cpu]
+    python scripts/bench_hf.py [--folder DIR] [--tokens 256] [--device cpu] [--model-type llama]
 
-Shape: 22 layers, d_model 2048, 32 heads, 4 key/value heads, d_mlp 5632, vocabulary 32000,
+--model-type picks the architecture entry the folder is written for (llama, mistral, qwen2, qwen3:
+the same shape, transformers' own class for it; Qwen3 with its q/k norms). Shape: 22 layers, d_model 2048, 32 heads, 4 key/value heads, d_mlp 5632, vocabulary 32000,
 context 2048, float32 weights (~4.4 GB) written as one safetensors shard per layer with an index,
 plus a Llama-style tokenizer (metaspace, byte fallback) learned from Python's own library sources.
 The folder is built by a child process (so its memory is not counted), unless --folder already
@@ -46,19 +47,22 @@ def corpus(limit_bytes: int = 4_000_000) -> list[str]:
     return texts
 
 
-def build(folder: Path) -> None:
+def build(folder: Path, model_type: str = "llama") -> None:
     """Write config.json, a sharded safetensors checkpoint (one shard per layer) and the tokenizer."""
     import torch
+    import transformers
     from safetensors.torch import save_file
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     from tests.support.hf import llama_tokenizer
+    from visualizer.model.hf.architectures import ENTRIES
 
     folder.mkdir(parents=True, exist_ok=True)
-    config = LlamaConfig(**SHAPE)
+    head_dim = SHAPE["hidden_size"] // SHAPE["num_attention_heads"]
+    config = transformers.AutoConfig.for_model(model_type, **SHAPE, head_dim=head_dim)
     config.save_pretrained(folder)
+    model_class = getattr(transformers, ENTRIES[model_type].transformers_class)
     with torch.device("meta"):
-        shapes = {name: p.shape for name, p in LlamaForCausalLM(config).state_dict().items()}
+        shapes = {name: p.shape for name, p in model_class(config).state_dict().items()}
     generator = torch.Generator().manual_seed(0)
     groups: dict[str, list[str]] = {}
     for name in shapes:
@@ -113,13 +117,14 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--model-type", default="llama", choices=("llama", "mistral", "qwen2", "qwen3"))
     parser.add_argument("--build-only", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # a small shape, to test the script
     args = parser.parse_args()
     if args.smoke:
         SHAPE.update(hidden_size=256, intermediate_size=704, num_hidden_layers=3, num_attention_heads=8, num_key_value_heads=2)
     if args.build_only:
-        build(args.build_only)
+        build(args.build_only, args.model_type)
         return 0
 
     import torch
@@ -130,12 +135,13 @@ def main() -> int:
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     with tempfile.TemporaryDirectory(prefix="bench-hf-") as tmp:
-        folder = args.folder or Path(tmp) / "tinyllama-shaped"
+        folder = args.folder or Path(tmp) / f"tinyllama-shaped-{args.model_type}"
         times = {}
         if not (folder / "config.json").is_file():
             start = time.perf_counter()
             smoke = ["--smoke"] if args.smoke else []
-            subprocess.run([sys.executable, __file__, "--build-only", str(folder), *smoke], check=True)
+            subprocess.run([sys.executable, __file__, "--build-only", str(folder), "--model-type", args.model_type, *smoke],
+                           check=True)
             times["build folder (child process, not in peak)"] = time.perf_counter() - start
         start = time.perf_counter()
         loaded = hf.load(folder, torch.device(args.device))

@@ -28,22 +28,22 @@ def nanochat_current(tmp):
     return make_nanochat(tmp / "nc-c", architecture="current")
 
 
-def gpt2(tmp):
-    pytest.importorskip("transformers")
-    from tests.support.hf import make_gpt2_folder
+def hf(name: str, **shape):
+    """A builder for tests.support.hf's make_{name}_folder (transformers is imported when it runs)."""
 
-    return make_gpt2_folder(tmp / "gpt2")
+    def build(tmp):
+        pytest.importorskip("transformers")
+        import tests.support.hf as support
 
+        return getattr(support, f"make_{name}_folder")(tmp / name, **shape)
 
-def llama(tmp):
-    pytest.importorskip("transformers")
-    from tests.support.hf import make_llama_folder
-
-    return make_llama_folder(tmp / "llama")
+    return build
 
 
 FAMILIES = {"nanogpt": nanogpt, "nanochat-original": nanochat_original, "nanochat-current": nanochat_current,
-            "hf-gpt2": gpt2, "hf-llama": llama}
+            "hf-gpt2": hf("gpt2"), "hf-llama": hf("llama"),
+            "hf-mistral": hf("mistral", sliding_window=4),  # a 4-key window: later positions do not see the start
+            "hf-qwen2": hf("qwen2"), "hf-qwen3": hf("qwen3")}
 PROBE = "the cat sat on the mat."
 
 # every family, whatever its architecture, fills these for every layer

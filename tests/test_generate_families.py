@@ -1,6 +1,7 @@
-"""Generation for nanochat (both architectures) and Hugging Face (GPT-2, Llama): every family's cached
-`step` against `capture` over the same prefix, across sliding windows and a crop, greedy generation
-against repeated full forwards, and the `generate` command's outputs."""
+"""Generation for nanochat (both architectures) and Hugging Face (GPT-2, Llama, Mistral, Qwen2, Qwen3):
+every family's cached `step` against `capture` over the same prefix, across sliding windows and a
+crop, greedy generation against repeated full forwards (and, for Hugging Face models, against
+transformers' own `generate`, past Mistral's window), and the `generate` command's outputs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import json
 import pytest
 import torch
 
-from tests.support.hf import make_gpt2_folder, make_llama_folder
+from tests.support.hf import (
+    make_gpt2_folder, make_llama_folder, make_mistral_folder, make_qwen2_folder, make_qwen3_folder,
+)
 from tests.support.cli import run_cli
 from tests.support.nanochat import VOCAB_SIZE, make_nanochat
 import visualizer.generation.sampling as sampling
@@ -19,7 +22,9 @@ from visualizer.model.registry import load_model
 
 TOL = 1e-4
 SMALL_CTX = 24
-FAMILIES = ("nanochat-current", "nanochat-original", "gpt2", "llama")
+FAMILIES = ("nanochat-current", "nanochat-original", "gpt2", "llama", "mistral", "qwen2", "qwen3")
+HF = ("gpt2", "llama", "mistral", "qwen2", "qwen3")
+MISTRAL_WINDOW = 5  # keys a Mistral query sees: far fewer than the steps below run
 
 
 def build(kind: str, folder):
@@ -29,6 +34,12 @@ def build(kind: str, folder):
         return make_nanochat(folder, architecture="original", sequence_len=SMALL_CTX, tag="orig")
     if kind == "gpt2":
         return make_gpt2_folder(folder, n_positions=SMALL_CTX)
+    if kind == "mistral":
+        return make_mistral_folder(folder, n_positions=SMALL_CTX, sliding_window=MISTRAL_WINDOW)
+    if kind == "qwen2":  # its second layer slides over 7 keys (layer_types)
+        return make_qwen2_folder(folder, n_positions=SMALL_CTX, sliding_window=7, max_window_layers=1)
+    if kind == "qwen3":
+        return make_qwen3_folder(folder, n_positions=SMALL_CTX)
     return make_llama_folder(folder, n_positions=SMALL_CTX)
 
 
@@ -94,9 +105,14 @@ def test_cached_steps_equal_capture_over_the_same_prefix(loaded_models, kind):
         row = out.pattern[0, :, -1]  # [nh, T]
         assert torch.all(row[:, : total - 1 - window] == 0) and torch.all(row[:, total - 1 - window:] > 0)
         assert torch.all(out.pattern[-1, :, -1] > 0)  # the last layer sees every key
+    if kind == "mistral":  # every layer's last query sees its last 5 keys of 18, the cache holds all 18
+        assert adapter.windows == [MISTRAL_WINDOW] * loaded.dims.n_layer and total > 3 * MISTRAL_WINDOW
+        row = out.pattern[:, :, -1]  # [L, nh, T]
+        assert torch.all(row[..., : total - MISTRAL_WINDOW] == 0) and torch.all(row[..., total - MISTRAL_WINDOW:] > 0)
+        assert all(v.shape[0] == total for v in out.values)
 
 
-@pytest.mark.parametrize("kind", ["nanochat-original", "gpt2", "llama"])
+@pytest.mark.parametrize("kind", ["nanochat-original", *HF])
 def test_every_step_equals_capture_over_its_context_across_a_crop(loaded_models, kind):
     loaded = loaded_models[kind]
     prompt = random_ids(loaded, 10, seed=1)
@@ -128,6 +144,28 @@ def test_greedy_generation_is_argmax_of_repeated_full_forwards(loaded_models, ki
             logits = loaded.adapter.plain_forward(loaded, torch.tensor(idx[-n_ctx:]))[-1]
         idx.append(int(logits.argmax()))
     assert gen.ids == idx[len(prompt):]
+    assert all(check["passed"] for check in gen.checks.values()), gen.checks
+
+
+@pytest.mark.parametrize("kind", HF)
+def test_greedy_generation_equals_transformers_generate(models, loaded_models, kind):
+    """Token for token, and the logits of every step, against `model.generate(do_sample=False)` of
+    transformers' own model (eager attention, its own cache: for Mistral the sliding one)."""
+    from transformers import AutoModelForCausalLM
+
+    loaded = loaded_models[kind]
+    prompt = random_ids(loaded, 6, seed=5)
+    new = SMALL_CTX - len(prompt)  # up to the context: no crop, which transformers would not do
+    gen = generate(loaded, prompt, new, sampling.Settings(temperature=0))
+    reference = AutoModelForCausalLM.from_pretrained(models[kind], local_files_only=True, attn_implementation="eager").eval()
+    reference.generation_config.eos_token_id = None  # ours runs to max_new_tokens whatever it picks
+    with torch.no_grad():
+        out = reference.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                                 max_new_tokens=new, do_sample=False, return_dict_in_generate=True, output_logits=True)
+    assert gen.ids == out.sequences[0, len(prompt):].tolist()
+    assert len(out.logits) == new and not gen.slides
+    for step, logits in zip(gen.steps, out.logits):
+        assert worst(step.logits, logits[0]) <= TOL, step.index
     assert all(check["passed"] for check in gen.checks.values()), gen.checks
 
 

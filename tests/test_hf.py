@@ -1,10 +1,13 @@
-"""Hugging Face family: tiny GPT-2 and Llama folders built here (no downloads), captured with our
-hooks and compared with transformers' own outputs (eager attention) loaded independently."""
+"""Hugging Face family: tiny GPT-2, Llama, Mistral, Qwen2 and Qwen3 folders built here (no downloads),
+captured with our hooks and compared with transformers' own outputs (eager attention) loaded
+independently; shapes none of the five defaults have (GQA, MQA, biases on and off, head_dim !=
+d_model / n_head, tied and untied heads, sliding windows on some layers) in the same comparison."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import warnings
 
 import pytest
 import torch
@@ -14,7 +17,9 @@ pytest.importorskip("transformers")
 from safetensors.torch import load_file, save_file  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
-from tests.support.hf import make_gpt2_folder, make_llama_folder  # noqa: E402
+from tests.support.hf import (  # noqa: E402
+    make_gpt2_folder, make_llama_folder, make_mistral_folder, make_qwen2_folder, make_qwen3_folder,
+)
 from visualizer.capture import capture  # noqa: E402
 from visualizer.errors import VisualizerError  # noqa: E402
 import visualizer.model.hf.adapter as hf  # noqa: E402
@@ -36,7 +41,29 @@ VARIANTS = {
     "llama": lambda d: make_llama_folder(d),
     # multi-query (1 kv head), head_dim != d_model / n_head, attention biases, tied embeddings
     "llama-mqa": lambda d: make_llama_folder(d, n_head=4, n_kv_head=1, head_dim=16, attention_bias=True, tie=True),
+    # Llama's tree with a 6-key sliding window on every layer (the probe is 16 tokens)
+    "mistral": lambda d: make_mistral_folder(d),
+    # q/k/v biases (o without), grouped-query attention
+    "qwen2": lambda d: make_qwen2_folder(d),
+    # per-head q/k RMSNorm before rotary, head_dim 12 with d_model 32 and 4 heads, tied embeddings
+    "qwen3": lambda d: make_qwen3_folder(d),
+    # shapes none of the defaults have:
+    # GPT-2 with an MLP width of its own (n_inner), 2 heads
+    "gpt2-ninner": lambda d: make_gpt2_folder(d, n_head=2, n_inner=80),
+    # Mistral multi-query, head_dim 16, a 3-key window, tied embeddings
+    "mistral-mqa-tied": lambda d: make_mistral_folder(d, n_kv_head=1, head_dim=16, sliding_window=3, tie=True),
+    # Mistral without a window (sliding_window null), 3 layers
+    "mistral-nowindow": lambda d: make_mistral_folder(d, n_layer=3, sliding_window=None),
+    # Qwen2 sliding on layers 1 and 2 only (layer_types), multi-query, tied
+    "qwen2-window-mqa-tied": lambda d: make_qwen2_folder(d, n_layer=3, n_kv_head=1, sliding_window=4, max_window_layers=1, tie=True),
+    # Qwen3 with biases on q/k/v/o, no grouping (4 kv heads), head_dim 16, untied, a window on layer 1
+    "qwen3-bias-untied": lambda d: make_qwen3_folder(d, n_kv_head=4, head_dim=16, attention_bias=True, tie=False,
+                                                     sliding_window=5, max_window_layers=1),
 }
+ROTARY = {name for name in VARIANTS if not name.startswith("gpt2")}
+OUT_BIAS = {"gpt2", "gpt2-bin-layerscale", "gpt2-ninner", "llama-mqa", "qwen3-bias-untied"}  # attention output bias
+WINDOWED = {"mistral": [6, 6], "mistral-mqa-tied": [3, 3], "qwen2-window-mqa-tied": [None, 4, 4], "qwen3-bias-untied": [None, 5]}
+MAIN = ["gpt2", "llama", "mistral", "qwen2", "qwen3"]  # one per architecture entry
 
 
 def _edit_config(folder, **changes):
@@ -92,7 +119,7 @@ def test_capture_matches_transformers_own_outputs(name, folders, runs):
 def test_names_and_shapes(name, runs):
     loaded, ids, cache = runs[name]
     d, T = loaded.dims, len(ids)
-    rotary = name.startswith("llama")
+    rotary = name in ROTARY
     assert ("hook_pos_embed" in cache) is not rotary
     assert ("blocks.0.mlp.hook_pre_linear" in cache) is rotary
     for layer in range(d.n_layer):
@@ -136,7 +163,7 @@ def test_residual_components_dla_and_final_norm(name, runs):
     parts = adapter.residual_components(loaded, tensors)
     assert max_err(sum(parts.values()), final) <= TOL
     assert sum(k.startswith("L0.H") for k in parts) == loaded.dims.n_head
-    assert ("L0.attn_bias" in parts) is (name != "llama")  # GPT-2 and llama-mqa have attention biases
+    assert ("L0.attn_bias" in parts) is (name in OUT_BIAS)
     linear, constant = adapter.frozen_final_norm(loaded, final[-1])
     assert max_err(linear(final[-1]) + constant, tensors["ln_final.hook_normalized"][-1]) <= TOL
     assert max_err(adapter.logits_from_residual(loaded, final), tensors["logits"]) <= TOL
@@ -146,12 +173,12 @@ def test_residual_components_dla_and_final_norm(name, runs):
     assert adapter.logit_cap(loaded) is None
 
 
-@pytest.mark.parametrize("name", ["gpt2", "llama"])
+@pytest.mark.parametrize("name", MAIN)
 def test_token_ids_are_the_tokenizers_own(name, folders, runs):
     loaded, ids, _ = runs[name]
     own = AutoTokenizer.from_pretrained(folders[name], local_files_only=True)
     assert ids == own(PROBE)["input_ids"]
-    assert (ids[0] == own.bos_token_id) is (name == "llama")  # Llama's tokenizer prepends BOS
+    assert (ids[0] == own.bos_token_id) is (name in ("llama", "mistral"))  # Llama's tokenizer prepends BOS
 
 
 def test_gpt2_tokens_readable(runs):
@@ -193,7 +220,7 @@ def test_bos_position_and_special_positions(runs, tmp_path):
         assert trace["model"]["bos_token_id"] == loaded.tokenizer.bos_id
 
 
-@pytest.mark.parametrize("name", ["gpt2", "llama"])
+@pytest.mark.parametrize("name", ["gpt2", "llama", "qwen3"])
 def test_full_report_run(name, runs, tmp_path):
     loaded, _, _ = runs[name]
     probe = prepare_probe(loaded, PROBE)
@@ -202,10 +229,11 @@ def test_full_report_run(name, runs, tmp_path):
     assert trace["verification_passed"] and trace["family"] == "hf"
     assert {p.name for p in folder.iterdir()} >= {"index.html", "trace.json", "activations.safetensors", "report_data.json"}
     page = (folder / "index.html").read_text(encoding="utf-8")
-    assert ("rotary" if name == "llama" else "learned") in page
+    assert ("rotary" if name in ROTARY else "learned") in page
+    assert ("<th>qk_norm</th>" in page) is (name == "qwen3")  # the card row only where the entry has q/k norms
     assert "&lt;tags&gt;" in page and "<tags>" not in page
     saved = load_file(str(folder / "activations.safetensors"))
-    assert ("hook_pos_embed" in saved) is (name == "gpt2")
+    assert ("hook_pos_embed" in saved) is (name not in ROTARY)
     data = json.loads((folder / "report_data.json").read_text(encoding="utf-8"))
     assert len(data["logit_lens"]) == loaded.dims.n_layer
 
@@ -258,7 +286,7 @@ def _copy(folder, tmp_path):
 def test_unsupported_model_type(folders, tmp_path):
     folder = _edit_config(_copy(folders["gpt2"], tmp_path), model_type="bert")
     assert hf.looks_like_hf(folder)
-    with pytest.raises(VisualizerError, match=r"model_type 'bert' is not supported \(supported: gpt2, llama\)"):
+    with pytest.raises(VisualizerError, match=r"model_type 'bert' is not supported \(supported: gpt2, llama, mistral, qwen2, qwen3\)"):
         hf.load(folder, CPU)
 
 
@@ -290,11 +318,15 @@ def test_weight_keys_that_do_not_fit_are_named(change, folders, tmp_path):
 def test_attention_interface_is_restored(runs):
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+    from visualizer.model.hf.recording import RECORDING
+
     assert "get_interface" not in vars(ALL_ATTENTION_FUNCTIONS)
     loaded, ids, cache = runs["llama"]
     again = capture(loaded, ids)
     assert "get_interface" not in vars(ALL_ATTENTION_FUNCTIONS)
     assert torch.equal(again["blocks.1.attn.hook_q"], cache["blocks.1.attn.hook_q"])
+    # recorded through transformers' own registry, under our name, for the capture only
+    assert RECORDING in ALL_ATTENTION_FUNCTIONS and loaded.model.config._attn_implementation == "eager"
 
 
 def test_gpt2_legacy_layout_loads_the_same(folders, tmp_path):
@@ -319,14 +351,139 @@ def test_shapes_that_disagree_with_config_are_an_error(folders, tmp_path):
         hf.load(folder, CPU)
 
 
-@pytest.mark.parametrize("name", ["gpt2", "llama"])
-def test_command_line_detects_the_family_and_writes_the_report(name, folders, tmp_path):
+@pytest.mark.parametrize("name", MAIN)
+def test_command_line_detects_the_family_and_writes_the_report(name, folders, tmp_path, monkeypatch):
+    """Then `render ID` rebuilds the same page from the trace store alone, the model never loaded."""
     from tests.support.cli import run_cli
+    from tests.support.store import only_trace
 
-    code, stdout, stderr = run_cli("--checkpoint", folders[name], "--probe", "the cat <sat>", "--out", tmp_path / "r")
+    store = tmp_path / "traces"
+    code, stdout, stderr = run_cli("--checkpoint", folders[name], "--probe", "the cat <sat>", "--out", tmp_path / "r",
+                                   "--store", store)
     assert code == 0, stderr
     trace = json.loads((tmp_path / "r" / "trace.json").read_text())
     assert trace["family"] == "hf" and trace["verification_passed"]
     assert "<sat>" not in (tmp_path / "r" / "index.html").read_text()
     code, _, stderr = run_cli("--checkpoint", folders[name], "--meta", tmp_path / "m.pkl", "--probe", "x", "--out", tmp_path / "s")
     assert code == 2 and "--meta is for nanoGPT checkpoints" in stderr
+
+    stored = only_trace(store)
+    assert json.loads((stored / "trace.json").read_text())["model"]["model_type"] == name
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("render must not load or run the model")
+
+    monkeypatch.setattr(hf, "load", refuse)
+    monkeypatch.setattr(torch.nn.Module, "__call__", refuse)
+    code, _, stderr = run_cli("render", stored.name, "--out", tmp_path / "again", "--store", store)
+    assert code == 0, stderr
+    assert (tmp_path / "again" / "index.html").read_bytes() == (tmp_path / "r" / "index.html").read_bytes()
+    code, stdout, stderr = run_cli("traces", "show", stored.name, "--store", store)
+    assert code == 0 and trace["model"]["checkpoint_sha256"] in stdout, stderr
+
+
+@pytest.mark.parametrize("name", sorted(WINDOWED))
+def test_sliding_windows_cut_the_pattern(name, runs):
+    """Each query of a sliding layer sees exactly its last `window` keys (itself included), as
+    transformers' mask allows; full layers see every earlier key. The probe is longer than every window."""
+    loaded, ids, cache = runs[name]
+    T = len(ids)
+    assert loaded.adapter.windows == WINDOWED[name]
+    assert T > max(w for w in WINDOWED[name] if w is not None)
+    i, j = torch.arange(T)[:, None], torch.arange(T)[None, :]
+    for layer, window in enumerate(WINDOWED[name]):
+        seen = (j <= i) if window is None else (j <= i) & (i - j < window)  # [T, T]
+        pattern = cache[f"blocks.{layer}.attn.hook_pattern"]  # [nh, T, T]
+        assert torch.all(pattern[:, ~seen] == 0) and torch.all(pattern[:, seen] > 0), layer
+    sliding = [layer for layer, w in enumerate(WINDOWED[name]) if w is not None]
+    expected = "every layer" if len(sliding) == loaded.dims.n_layer else "layers " + ", ".join(map(str, sliding))
+    assert loaded.card["sliding_window"] == f"{WINDOWED[name][sliding[0]]} keys, {expected}"
+
+
+def test_no_window_means_no_card_entry(runs):
+    for name in ("llama", "qwen2", "mistral-nowindow", "gpt2"):
+        loaded = runs[name][0]
+        assert "sliding_window" not in loaded.card and set(loaded.adapter.windows) == {None}, name
+
+
+def test_qwen3_q_and_k_are_normed_per_head_before_rotary(runs):
+    loaded, ids, cache = runs["qwen3"]
+    d, attn = loaded.dims, loaded.model.model.layers[0].self_attn
+    x = cache["blocks.0.ln1.hook_normalized"]  # [T, d_model]
+    with torch.no_grad():
+        q_raw = attn.q_proj(x).view(len(ids), d.n_head, d.d_head)
+        k_raw = attn.k_proj(x).view(len(ids), d.n_kv_head, d.d_head)
+        q_normed, k_normed = attn.q_norm(q_raw), attn.k_norm(k_raw)
+    q, k = cache["blocks.0.attn.hook_q"], cache["blocks.0.attn.hook_k"]
+    assert max_err(q_normed[0], q[0]) < 1e-6 and max_err(k_normed[0], k[0]) < 1e-6  # position 0: angle 0
+    assert max_err(q_raw[0], q[0]) > 1e-3  # the norm is applied ...
+    assert max_err(q_normed[1:], q[1:]) > 1e-3  # ... and rotary after it
+    assert d.d_head == 12 != d.d_model // d.n_head
+    assert loaded.card["qk_norm"] == "RMSNorm per head on q and k, before rotary"
+    assert "qk_norm" not in runs["qwen2"][0].card
+
+
+def test_qwen2_q_k_v_biases_reach_the_attention_call(runs):
+    loaded, ids, cache = runs["qwen2"]
+    attn = loaded.model.model.layers[0].self_attn
+    assert attn.q_proj.bias is not None and attn.v_proj.bias is not None and attn.o_proj.bias is None
+    x = cache["blocks.0.ln1.hook_normalized"]
+    with torch.no_grad():
+        v = attn.v_proj(x).view(len(ids), loaded.dims.n_kv_head, -1)
+        q0 = attn.q_proj(x[:1]).view(loaded.dims.n_head, -1)
+    assert max_err(v, cache["blocks.0.attn.hook_v"]) < 1e-6
+    assert max_err(q0, cache["blocks.0.attn.hook_q"][0]) < 1e-6
+    assert max_err(v - attn.v_proj.bias.view(loaded.dims.n_kv_head, -1), cache["blocks.0.attn.hook_v"]) > 1e-3
+
+
+@pytest.mark.parametrize("name", MAIN)
+def test_capture_and_cached_steps_print_no_warning(name, runs, capfd):
+    """No FutureWarning (the deprecated past_key_values), no transformers log line."""
+    loaded, ids, _ = runs[name]
+    capfd.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        capture(loaded, ids[:12])
+        cache = loaded.adapter.start_cache(loaded)
+        loaded.adapter.step(loaded, cache, torch.tensor(ids[:10]))
+        loaded.adapter.step(loaded, cache, torch.tensor(ids[10:12]))
+    assert not caught, [f"{w.category.__name__}: {w.message}" for w in caught]
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_eager_attention_that_bypasses_the_function_is_refused(folders, tmp_path):
+    folder = _edit_config(_copy(folders["gpt2"], tmp_path), reorder_and_upcast_attn=True)
+    with pytest.raises(VisualizerError, match=r"config.json: reorder_and_upcast_attn=true is not supported"):
+        hf.load(folder, CPU)
+
+
+def test_a_module_the_entry_names_but_the_model_lacks_is_named(folders, monkeypatch):
+    import dataclasses
+
+    import visualizer.model.hf.architectures as architectures
+
+    entry = architectures.ENTRIES["qwen2"]
+    renamed = dataclasses.replace(entry, tree=dataclasses.replace(entry.tree, ln2="pre_mlp_norm"))
+    monkeypatch.setitem(architectures.ENTRIES, "qwen2", renamed)
+    with pytest.raises(VisualizerError, match=r"Qwen2ForCausalLM has no module 'model.layers.0.pre_mlp_norm'"):
+        hf.load(folders["qwen2"], CPU)
+    monkeypatch.setitem(architectures.ENTRIES, "qwen2", dataclasses.replace(entry, out_bias=True))
+    with pytest.raises(VisualizerError, match=r"'model.layers.0.self_attn.o_proj' lacks a bias, unlike the qwen2 entry"):
+        hf.load(folders["qwen2"], CPU)
+
+
+def test_every_entry_is_a_transformers_class_of_its_model_type():
+    """The table is data generic code reads: every field from its vocabulary, every class real."""
+    import transformers
+
+    from visualizer.model.hf.architectures import ENTRIES
+    from visualizer.model.hf.derive import MLP_TEXT
+
+    assert sorted(ENTRIES) == ["gpt2", "llama", "mistral", "qwen2", "qwen3"]
+    for model_type, entry in ENTRIES.items():
+        assert getattr(transformers, entry.transformers_class).config_class.model_type == model_type
+        assert entry.norm in ("LayerNorm", "RMSNorm") and entry.mlp in MLP_TEXT
+        assert entry.positions in ("learned", "rotary") and (entry.tree.pos_embed is None) == (entry.positions == "rotary")
+        assert entry.window in ("none", "every layer", "layer_types")
+        assert len(entry.tree.mlp_in) == (2 if entry.mlp == "gated" else 1)

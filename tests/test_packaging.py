@@ -68,6 +68,20 @@ def test_pipfile_lists_the_same_packages_as_requirements():
     assert p["requires"]["python_version"] == "3.11"
 
 
+def test_transformers_is_bounded_and_the_installed_one_is_in_range():
+    """The Hugging Face family is tested on one transformers range: declared with an upper bound in
+    both files, and the installed version (the one the tests run on) inside it."""
+    pytest.importorskip("transformers")
+    import transformers
+    from packaging.specifiers import SpecifierSet
+
+    declared = requirement_names(REPO_ROOT / "requirements.txt")["transformers"]
+    assert pipfile()["packages"]["transformers"] == declared
+    specifiers = SpecifierSet(declared)
+    assert any(s.operator == "<" for s in specifiers) and any(s.operator == ">=" for s in specifiers), declared
+    assert transformers.__version__ in specifiers, (transformers.__version__, declared)
+
+
 def test_env_template_documents_every_key_config_reads():
     lines = (REPO_ROOT / "env.template").read_text(encoding="utf-8").splitlines()
     keys = {line.split("=", 1)[0]: i for i, line in enumerate(lines) if re.match(r"[A-Z][A-Z0-9_]*=", line)}

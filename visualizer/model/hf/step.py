@@ -1,19 +1,23 @@
-"""One cached generation step of a Hugging Face model (GPT-2, Llama), with the model's OWN cache.
+"""One cached generation step of a Hugging Face model, with transformers' own forward and cache.
 
-The step is transformers' forward itself: `model(input_ids=new, past_key_values=DynamicCache,
-use_cache=True)`, which places the new tokens at positions cache.length.. (learned positions or
-rotary), appends their keys and values to the cache and attends over all of them. What StepOutput
-needs is read, never recomputed by us, except the attention pattern:
+The step is `model(input_ids=new, cache=DynamicCache, use_cache=True)`, which places the new tokens
+at positions cache.length.. (learned positions or rotary), appends their keys and values to the
+cache and attends over them with the model's own mask (causal, and sliding where the config says).
+The cache is a `DynamicCache()` without the config: every layer keeps every key, so each attention
+call reads all T keys and the sliding mask hides those out of the window. (Given the config,
+transformers keeps only the last window - 1 keys of a sliding layer, and the step could not report
+a pattern over the whole context.) What StepOutput needs is read, never recomputed by us, except
+the attention pattern:
 - q and the cached k, v: the arguments of each layer's attention call, recorded as capture records
-  them (`hf.recording_attention_calls`; k and v after the cache update, n_kv_head heads, Llama's
-  k after rotary); the pattern is derived from q and k as `capture.derive_attention` derives it
-  (softmax(q k^T * scaling) with the adapter's mask), for the new query rows only;
-- z (the input of c_proj / o_proj) and every block's output: the adapter's own hook specs, through
-  `capture.hooked`. `output_hidden_states` is not used: its last entry is after the final norm,
-  not the last block's output.
+  them (`recording.recording`; k and v after the cache update, n_kv_head heads, k after rotary);
+  the pattern is derived from q and k as `capture.derive_attention` derives it (softmax(q k^T *
+  scaling) with the adapter's mask), for the new query rows only;
+- z (the input of the output projection) and every block's output: the adapter's own hook specs,
+  through `capture.hooked`. `output_hidden_states` is not used: its last entry is after the final
+  norm, not the last block's output.
 
-What this module does not do: crop (generate.py), or support attention code that bypasses
-transformers' attention interface (GPT-2's `reorder_and_upcast_attn`: the recording then refuses).
+What this module does not do: crop (generation/decode.py), or know where modules sit (the adapter
+passes its hook specs and attention modules).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import torch
 import visualizer.capture.attention as attention
 from visualizer.capture.hooks import hooked
 from visualizer.model.base import KVCache, LoadedModel, StepOutput
+from visualizer.model.hf.recording import recording
 
 STEP_HOOKS = (".attn.hook_z", ".hook_resid_post")  # the hook names a step reads besides the attention call
 
@@ -40,24 +45,21 @@ class HFKVCache(KVCache):
 def start_cache(loaded: LoadedModel) -> HFKVCache:
     from transformers import DynamicCache
 
-    return HFKVCache(keys=[], values=[], past=DynamicCache(config=loaded.model.config))
+    return HFKVCache(keys=[], values=[], past=DynamicCache())
 
 
 @torch.inference_mode()
 def step(loaded: LoadedModel, attention_modules: list[torch.nn.Module], cache: HFKVCache, new_ids: torch.Tensor) -> StepOutput:
-    from visualizer.model.hf.adapter import recording_attention_calls
-
     adapter, dims, model = loaded.adapter, loaded.dims, loaded.model
     start, new = cache.length, int(new_ids.shape[0])
     T = start + new
     assert T <= dims.n_ctx, f"cache of {start} + {new} positions passes the context of {dims.n_ctx}"
     specs = [s for s in adapter.hook_specs(dims) if any(n.endswith(STEP_HOOKS) for n in s.names)]
-    layer_of = {id(module): layer for layer, module in enumerate(attention_modules)}
     store: dict[str, torch.Tensor] = {}
-    with hooked(model, specs, store), recording_attention_calls(layer_of, store):
-        out = model(input_ids=new_ids.to(loaded.device)[None], past_key_values=cache.past, use_cache=True)
-    assert out.past_key_values.get_seq_length() == T, "transformers' cache did not grow by the new tokens"
-    cache.past, cache.length = out.past_key_values, T
+    with hooked(model, specs, store), recording(model, attention_modules, store):
+        out = model(input_ids=new_ids.to(loaded.device)[None], cache=cache.past, use_cache=True)
+    assert out.cache.get_seq_length() == T, "transformers' cache did not grow by the new tokens"
+    cache.past, cache.length = out.cache, T
     kv_index = adapter.kv_head_index(dims).to(loaded.device)
     patterns, keys, values = [], [], []
     for layer in range(dims.n_layer):
