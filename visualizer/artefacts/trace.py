@@ -19,7 +19,7 @@ from visualizer import __version__
 from visualizer.analysis.stats import summarize
 from visualizer.capture import Cache
 from visualizer.errors import VisualizerError
-from visualizer.model.base import LoadedModel
+from visualizer.model.base import LoadedModel, presentation
 from visualizer.analysis.report_data import topk_table
 from visualizer.model.tokenizer import readable
 
@@ -62,6 +62,7 @@ def model_header(loaded: LoadedModel, fmt: int) -> dict:
         "family": loaded.family,
         "model_name": loaded.name,
         "model": loaded.card,
+        "presentation": presentation(loaded),  # what the adapter declares for the page (kinds, card rows)
         "dims": vars(loaded.dims),
     }
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import jinja2
 import markupsafe
 
+import visualizer.figures.palette as palette
 from visualizer import __version__
 from visualizer.errors import VisualizerError
 from visualizer.model.tokenizer import readable
@@ -42,7 +43,18 @@ def environment() -> jinja2.Environment:
     env.filters["num"] = format_number
     env.filters["pct"] = lambda p: f"{100 * p:.2f}%"
     env.filters["tojson_safe"] = lambda obj: markupsafe.Markup(json_for_script(obj))  # for <script type="application/json">
+    env.filters["cell_style"] = cell_style
     return env
+
+
+def cell_style(value: float | None, scale: str = "diverging", limit: float = 1.0) -> str:
+    """Inline CSS (background and text colour) of a value on a palette scale: 'diverging' on
+    -limit..+limit, 'sequential' on 0..limit. No value: no colour."""
+    if value is None:
+        return ""
+    limit = limit if limit > 0 else 1.0
+    background = palette.colour(scale, value, -limit if scale == "diverging" else 0.0, limit)
+    return f"background: {palette.hex_of(background)}; color: {palette.hex_of(palette.ink_for(background))}"
 
 
 def format_number(x, digits: int = 4) -> str:
@@ -66,7 +78,10 @@ def json_for_script(obj) -> str:
 
 
 def copy_assets(folder: Path) -> None:
+    """folder/assets/: the static files, and palette.js and palette.css written from palette.py."""
     shutil.copytree(STATIC, folder / "assets", dirs_exist_ok=True)
+    (folder / "assets" / "palette.js").write_text(palette.palette_js(), encoding="utf-8")
+    (folder / "assets" / "palette.css").write_text(palette.palette_css(), encoding="utf-8")
 
 
 def check_target(target: Path, marker: str = REPORT_MARKER) -> None:

@@ -30,7 +30,7 @@ import torch
 
 from visualizer.errors import VisualizerError
 import visualizer.model.hf.step as hf_step
-from visualizer.model.base import Adapter, Dims, HookSpec, KVCache, LoadedModel, StepOutput, slug
+from visualizer.model.base import Adapter, Dims, HookSpec, KVCache, LoadedModel, MLPKind, StepOutput, checkpoint_text, dims_rows, slug
 from visualizer.model.decompose import add_attention_pieces, frozen_layer_norm, frozen_rms_norm
 from visualizer.model.hf.tokenizer import HFTokenizer
 from visualizer.model.nanogpt.adapter import NanoGPTAdapter
@@ -46,6 +46,8 @@ SAVED_BUFFERS = {
     "llama": re.compile(r"(^|\.)layers\.\d+\.self_attn\.rotary_emb\.inv_freq$"),
 }
 NOT_HUB_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".json", ".safetensors", ".ckpt")
+# what the page says per model_type: norm kind, gated MLP, the config.json key that sets n_ctx
+PAGE_KINDS = {"gpt2": ("LayerNorm", False, "n_positions"), "llama": ("RMSNorm", True, "max_position_embeddings")}
 
 
 # --- finding and reading the folder -------------------------------------------------------------
@@ -272,6 +274,32 @@ class HFAdapter(Adapter):
 
     def final_norm(self, model) -> torch.nn.Module:
         raise NotImplementedError
+
+    # --- what the page says (per model_type, from PAGE_KINDS and the card) ---
+
+    def page_kinds(self, loaded: LoadedModel) -> tuple[str, bool, str]:
+        return PAGE_KINDS[loaded.card["model_type"]]
+
+    def norm_kind(self, loaded: LoadedModel) -> str:
+        return self.page_kinds(loaded)[0]
+
+    def mlp_kind(self, loaded: LoadedModel) -> MLPKind:
+        return MLPKind(str(loaded.card["activation"]), gated=self.page_kinds(loaded)[1])
+
+    def card_rows(self, loaded: LoadedModel) -> list[tuple[str, str]]:
+        card = loaded.card
+        return [
+            ("family", "Hugging Face transformers"),
+            ("checkpoint", checkpoint_text(card["checkpoint_file"])),
+            ("source", card["source"]),
+            *[(key, str(card[key])) for key in ("model_type", "architecture", "positions", "norm", "activation", "mlp",
+                                                 "n_kv_head", "tied_embeddings")],
+            ("parameters", f"{card['n_params']:,}"),
+            *dims_rows(loaded.dims, self.page_kinds(loaded)[2]),
+            ("vocabulary", card["tokenizer"]),
+            *[(f"model_args.{k}", str(v)) for k, v in card["model_args"].items()],
+            ("weights stored as", f"{card['weights_dtype']} (analysed in float32)"),
+        ]
 
     def attention_modules(self, model) -> list[torch.nn.Module]:
         """Each layer's attention module (what transformers passes to its attention function)."""
