@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.site import CHAR_VOCAB, INJECTION_PROBE, INJECTION_VOCAB, make_report
+from visualizer.figures.palette import NORM_SERIES, hex_of
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -114,6 +115,8 @@ def test_page_loads_offline_and_every_layer_opens(browser, small):
         assert p.js(f"document.querySelectorAll('{sel} .lens-view tbody tr').length") == T
         assert p.js(f"document.querySelectorAll('{sel} .neurons-view tbody tr').length") == T
         assert p.js(f"document.querySelectorAll('{sel} .norms-view polyline').length") == 3
+        strokes = p.js(f"Array.from(document.querySelectorAll('{sel} .norms-view polyline')).map(e => e.getAttribute('stroke'))")
+        assert strokes == [hex_of(rgb) for _, rgb in NORM_SERIES]  # the PNG chart's colours
         assert p.js(f"document.querySelectorAll('{sel} .lens-map .word').length") > 0
     for sel in ("#embeddings", "#attention", "#lens", "#final-all"):
         opens.append(p.open(sel))

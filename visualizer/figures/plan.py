@@ -65,7 +65,7 @@ class Figure:
     file: str  # relative to the report folder: 'figures/<key>.png'
     tensor: str  # capture name(s) shown
     shape: list[int]  # shape of that tensor (of the data shown, for derived views)
-    scale: str  # colour (or size) scale, e.g. 'diverging (RdBu_r), centred on 0, ±1.23'
+    scale: str  # colour (or size) scale, e.g. 'diverging (blue −, white 0, red +), centred on 0, ±1.23'
     title: str
     caption: str
 
@@ -152,7 +152,8 @@ class _Planner:
         self.norm = declared.get("norm")  # 'LayerNorm' | 'RMSNorm' | None
         mlp = declared.get("mlp") or {}
         self.activation, self.gated = mlp.get("activation"), bool(mlp.get("gated"))
-        self.final_notes = [n for n in declared.get("stream_notes") or [] if n.get("stage") == "final"]
+        self.notes = declared.get("stream_notes") or []
+        self.final_notes = [n for n in self.notes if n.get("stage") == "final"]
 
     def norm_name(self, capital: bool) -> str:
         """The declared norm kind, else 'Norm'/'norm'."""
@@ -230,10 +231,17 @@ class _Planner:
     def embeddings(self):
         section = "embeddings"
         dm = "d_model dims"
+        extra = [n["heading"] for n in self.notes if n.get("stage") == "embedding"]
+        if extra:
+            entering = f"The residual stream entering block 0, after {', '.join(h.lower() for h in extra)}."
+        elif "hook_pos_embed" in self.tensors:
+            entering = "Their sum, the residual stream entering block 0."
+        else:
+            entering = "The residual stream entering block 0: the token embedding."
         specs = [
             ("hook_embed", "Token embedding: the row of W_E for each probe token."),
             ("hook_pos_embed", "Position embedding: the row of W_pos for each position."),
-            ("blocks.0.hook_resid_pre", "Their sum, the residual stream entering block 0."),
+            ("blocks.0.hook_resid_pre", entering),
         ]
         for name, caption in specs:
             if name in self.tensors:

@@ -225,6 +225,10 @@ class Adapter:
         """The page's model card, in order: (label, text) rows, dimensions included (`dims_rows`)."""
         raise NotImplementedError
 
+    def training_step(self, loaded: LoadedModel) -> int | None:
+        """How far the checkpoint was trained (iterations or steps), for the list of reports; None: unknown."""
+        return None
+
     # --- generation: one step of the model's own forward with a key/value cache ---
 
     def start_cache(self, loaded: LoadedModel) -> "KVCache":
@@ -261,7 +265,8 @@ def checkpoint_text(file: str | None, sha256: str | None = None) -> str:
 
 def presentation(loaded: LoadedModel) -> dict:
     """What the adapter declares for the page, JSON-ready (trace.json's `presentation`): norm kind,
-    MLP kind, stream notes and card rows. The figures and the page read only this, never the card's keys."""
+    MLP kind, stream notes, card rows and training step. The figures and the page read only this,
+    never the card's keys."""
     adapter = loaded.adapter
     norm, mlp = adapter.norm_kind(loaded), adapter.mlp_kind(loaded)
     if norm not in NORM_KINDS:
@@ -275,6 +280,7 @@ def presentation(loaded: LoadedModel) -> dict:
         "mlp": {"activation": mlp.activation, "gated": mlp.gated},
         "stream_notes": [{"stage": n.stage, "heading": n.heading, "tensors": list(n.tensors), "text": n.text} for n in notes],
         "card_rows": [[str(label), str(text)] for label, text in adapter.card_rows(loaded)],
+        "training_step": adapter.training_step(loaded),
     }
 
 

@@ -78,10 +78,7 @@ def json_for_script(obj) -> str:
 
 
 def copy_assets(folder: Path) -> None:
-    """folder/assets/: the static files, and palette.js and palette.css written from palette.py."""
     shutil.copytree(STATIC, folder / "assets", dirs_exist_ok=True)
-    (folder / "assets" / "palette.js").write_text(palette.palette_js(), encoding="utf-8")
-    (folder / "assets" / "palette.css").write_text(palette.palette_css(), encoding="utf-8")
 
 
 def check_target(target: Path, marker: str = REPORT_MARKER) -> None:
@@ -156,7 +153,7 @@ def list_reports(root: Path) -> list[dict]:
                     "model": trace.get("model_name", "?"),
                     "probe": trace.get("probe", ""),
                     "n_tokens": len(trace.get("token_ids", [])),
-                    "iter_num": (trace.get("model") or {}).get("iter_num"),
+                    "training_step": (trace.get("presentation") or {}).get("training_step"),
                     "passed": trace.get("verification_passed", False),
                 }
             )

@@ -492,6 +492,9 @@ class NanochatAdapter(Adapter):
             ("weights stored as", weights),
         ]
 
+    def training_step(self, loaded: LoadedModel) -> int | None:
+        return loaded.card["step"]
+
     def plain_forward(self, loaded: LoadedModel, ids: torch.Tensor) -> torch.Tensor:
         return loaded.model(ids[None])[0]
 

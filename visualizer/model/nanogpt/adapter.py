@@ -306,6 +306,9 @@ class NanoGPTAdapter(Adapter):
                  ("dataset", card.get("dataset") or "–")]
         return rows + [("weights stored as", weights)]
 
+    def training_step(self, loaded: LoadedModel) -> int | None:
+        return loaded.card.get("iter_num")
+
     def forward_from_embeddings(self, loaded: LoadedModel, ids: torch.Tensor, tok_emb: torch.Tensor,
                                 positions: list[int] | None = None) -> torch.Tensor:
         return loaded.model.forward_from_embeddings(tok_emb, positions)  # reads nothing else from the ids
