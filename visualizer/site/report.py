@@ -4,11 +4,15 @@ drawn into `figures/`.
 
 Writes `index.html` (header, model card, tokens, verification, table of contents, every section
 with its figures, summary statistics, the final next-token table and the dot-product breakdown),
-`assets/` (style.css, viz.js) and `data/*.js` (the compact data the interactive views draw from,
-each file loaded only when its section is opened).
+`assets/` (style.css, palette.js, viz.js) and `data/*.js` (the compact data the interactive views
+draw from, each file loaded only when its section is opened).
 
-What this module does not do: run or load the model, draw figures (plots.py), or hold HTML
-(templates/ through site.py).
+What the page says about the architecture comes from trace.json's `presentation` (what the model's
+adapter declared: norm and MLP kinds, extra stream operations, the card's rows); colours come from
+figures/palette.py. This module names no model family and reads no family's card keys.
+
+What this module does not do: run or load the model, draw figures (plan.py), or hold HTML
+(templates/ through site/common.py).
 """
 
 from __future__ import annotations
