@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from safetensors.torch import load_file
 
 from tests.support.nanogpt import make_checkpoint
 from tests.support.cli import run_cli
 from tests.support.nanochat import make_nanochat
+import visualizer.figures.plan as plots
 from visualizer.capture import capture
 from visualizer.model.registry import load_model
 from visualizer.model.probe import prepare_probe
@@ -87,3 +89,36 @@ def test_report_through_the_command_line(family_model, tmp_path):
     assert trace["verification_passed"] and trace["family"] == name.split("-")[0]
     assert (tmp_path / "r" / "index.html").is_file() and (tmp_path / "r" / "activations.safetensors").is_file()
     assert any((tmp_path / "r" / "figures").glob("*.png"))
+    check_presentation(name, tmp_path / "r", trace)
+
+
+NORMS = {"nanogpt": "LayerNorm", "nanochat-original": "RMSNorm", "nanochat-current": "RMSNorm", "hf-gpt2": "LayerNorm",
+         "hf-llama": "RMSNorm", "hf-mistral": "RMSNorm", "hf-qwen2": "RMSNorm", "hf-qwen3": "RMSNorm"}
+GATED = {"hf-llama", "hf-mistral", "hf-qwen2", "hf-qwen3"}
+
+
+def check_presentation(name: str, folder, trace: dict) -> None:
+    """Captions, groups and the model card say what the family's adapter declared: its norm kind (an
+    RMSNorm model's page never says LayerNorm), its MLP kind, its stream operations, its card rows."""
+    declared = trace["presentation"]
+    assert declared["norm"] == NORMS[name] and declared["mlp"]["gated"] == (name in GATED)
+    report_data = json.loads((folder / "report_data.json").read_text())
+    tensors = load_file(str(folder / "activations.safetensors"))
+    jobs = {job.figure.key: job.figure for job in plots.plan_figures(trace, tensors, report_data)}
+    assert jobs["blocks.0.ln1.hook_normalized"].caption.startswith(f"{NORMS[name]} 1 output")
+    assert jobs["ln_final.hook_normalized"].caption.startswith(f"Final {NORMS[name]} output")
+    assert ("gate projection" in jobs["blocks.0.mlp.hook_pre"].caption) == declared["mlp"]["gated"]
+    html = (folder / "index.html").read_text(encoding="utf-8")
+    said = [f.caption + f.title + f.scale for f in jobs.values()] + [t for row in declared["card_rows"] for t in row] + [html]
+    if NORMS[name] == "RMSNorm":
+        assert not [text for text in said if "LayerNorm" in text] and "RMSNorm" in html
+    card = html[html.index('<table class="card">'):]
+    card = card[: card.index("</table>")]
+    assert card.count("<tr>") == len(declared["card_rows"])
+    notes = declared["stream_notes"]
+    assert bool(notes) == name.startswith("nanochat")
+    for note in notes:  # each declared operation is shown where it happens, on tensors the capture has
+        assert f"<h3>{note['heading']}</h3>" in html
+        assert all(any(t.format(l=l) in tensors for l in range(trace["dims"]["n_layer"])) for t in note["tensors"])
+    if name == "nanochat-current":  # backout: the lens's last row is not the model's output, and says so
+        assert "Backout comes in between" in jobs["final.logit_lens"].caption

@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.cli import artifacts_dir
 from tests.support.site import CHAR_VOCAB, INJECTION_PROBE, INJECTION_VOCAB, make_report
+from visualizer.figures.palette import NORM_SERIES, hex_of
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -115,6 +116,8 @@ def test_page_loads_offline_and_every_layer_opens(browser, small):
         assert p.js(f"document.querySelectorAll('{sel} .lens-view tbody tr').length") == T
         assert p.js(f"document.querySelectorAll('{sel} .neurons-view tbody tr').length") == T
         assert p.js(f"document.querySelectorAll('{sel} .norms-view polyline').length") == 3
+        strokes = p.js(f"Array.from(document.querySelectorAll('{sel} .norms-view polyline')).map(e => e.getAttribute('stroke'))")
+        assert strokes == [hex_of(rgb) for _, rgb in NORM_SERIES]  # the PNG chart's colours
         assert p.js(f"document.querySelectorAll('{sel} .lens-map .word').length") > 0
     for sel in ("#embeddings", "#attention", "#lens", "#final-all"):
         opens.append(p.open(sel))
@@ -175,7 +178,7 @@ def test_hostile_vocabulary_shows_text_and_injects_nothing(browser, tmp_path):
     p.page.locator("#layer-0 .hv-left .hv-tok").nth(8).hover()
     assert p.js("window.__pwned") is None and p.dialogs == []
     scripts = p.js("Array.from(document.scripts).map(s => s.getAttribute('src') || s.type)")
-    assert sorted(scripts) == sorted(["application/json", "assets/viz.js", "data/embeddings.js", "data/thumbs.js",
+    assert sorted(scripts) == sorted(["assets/palette.js", "application/json", "assets/viz.js", "data/embeddings.js", "data/thumbs.js",
                                       "data/layer-0.js", "data/lens.js", "data/final.js"])
     assert p.js("document.querySelectorAll('img').length") == 0  # no figures here, so no image at all
     chips = p.js("Array.from(document.querySelectorAll('ol.tokens .tok')).map(e => e.textContent)")

@@ -11,6 +11,7 @@ from PIL import Image
 
 from tests.support.nanogpt import HOSTILE_VOCAB
 from tests.support.figures import capture_inputs, png_chunks
+import visualizer.figures.palette as palette
 import visualizer.figures.plan as plots
 import visualizer.figures.raster as raster
 from visualizer.figures.glyphs import displayable
@@ -223,3 +224,18 @@ def test_figures_missing_from_the_capture_are_left_out(small):
     assert "hook_pos_embed" not in keys and "blocks.0.attn.hook_attn_scores" not in keys
     assert "blocks.0.attn.hook_pattern" in keys and "hook_embed" in keys
     assert not any(k.startswith("final.") or k.endswith(".map") for k in keys)  # no report_data, no tables
+
+
+def test_lens_table_is_laid_out_as_the_page_grid_and_norms_use_the_page_colours(small):
+    trace, _, data, jobs = small
+    lens = by_key(jobs)["final.logit_lens"].data
+    T = len(trace["tokens"])
+    assert lens["values"].shape == (LAYERS, T)  # layers down, positions across, as the interactive grid
+    assert lens["row_labels"] == [f"after L{l}" for l in range(LAYERS)] and len(lens["col_labels"]) == T
+    for layer in range(LAYERS):
+        assert lens["values"][layer, 3] == pytest.approx(data["logit_lens"][layer]["topk"][3][0]["prob"])
+        series = by_key(jobs)[f"blocks.{layer}.resid_norms"].data["series"]
+        assert [(name, tuple(rgb)) for name, _, rgb in series] == list(palette.NORM_SERIES)
+    for job in jobs:  # one palette: tiles and tables on its two scales only
+        if job.kind in ("tiles", "table"):
+            assert job.data["cmap"] in palette.SCALES

@@ -34,15 +34,15 @@
     return decoded[layer];
   }
 
-  function paint(canvas, values, offset, rgb, full) {  // full: the value drawn at full colour
+  var PAL = window.__vizPalette;  // assets/palette.js: the reports' colours
+  function paint(canvas, values, offset, full) {  // sequential scale 0..full (bytes); later keys masked grey
     canvas.width = canvas.height = n * cell;
     var ctx = canvas.getContext("2d");
-    ctx.fillStyle = "#fff";
+    ctx.fillStyle = PAL.css(PAL.mask);
     ctx.fillRect(0, 0, canvas.width, canvas.height);
     for (var q = 0; q < n; q++) {
       for (var k = 0; k <= q; k++) {
-        var v = values(offset + q * n + k);
-        ctx.fillStyle = "rgba(" + rgb + "," + Math.min(1, v / full).toFixed(3) + ")";
+        ctx.fillStyle = PAL.css(PAL.colour("sequential", values(offset + q * n + k), 0, full));
         ctx.fillRect(k * cell, q * cell, cell, cell);
       }
     }
@@ -54,9 +54,9 @@
       var p = patterns(layer), offset = head * n * n;
       var diff = function (i) { return Math.abs(p.a[i] - p.b[i]); }, most = 0;
       for (var i = offset; i < offset + n * n; i++) most = Math.max(most, diff(i));
-      paint(document.getElementById("hv-a"), function (i) { return p.a[i]; }, offset, "36,86,199", 255);
-      paint(document.getElementById("hv-b"), function (i) { return p.b[i]; }, offset, "36,86,199", 255);
-      paint(document.getElementById("hv-diff"), diff, offset, "214,39,40", Math.max(most, 1));
+      paint(document.getElementById("hv-a"), function (i) { return p.a[i]; }, offset, 255);
+      paint(document.getElementById("hv-b"), function (i) { return p.b[i]; }, offset, 255);
+      paint(document.getElementById("hv-diff"), diff, offset, Math.max(most, 1));
       document.getElementById("hv-diff-scale").textContent = (most / 255).toFixed(3);
     });
   }

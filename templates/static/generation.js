@@ -11,7 +11,7 @@
   if (!N) { return; }
   var L = D.n_layer, H = D.n_head, P = D.prompt.length;
   var SVGNS = "http://www.w3.org/2000/svg";
-  var COLOURS = ["#ffffd9", "#edf8b1", "#c7e9b4", "#7fcdbb", "#41b6c4", "#1d91c0", "#225ea8", "#253494", "#081d58"];
+  var PAL = window.__vizPalette;  // assets/palette.js: the colours the PNGs use
   var seq = D.prompt.concat(D.steps.map(function (s) { return s.id; }));  // ids by sequence position
 
   var state = { step: N - 1, layer: "mean", head: "mean", threshold: 0.02, split: false, all: false,
@@ -30,9 +30,8 @@
     return e;
   }
   function tokenText(id) { var t = D.vocab[String(id)]; return t === undefined ? "<id " + id + ">" : t; }
-  function probColour(p) {
-    var i = Math.min(COLOURS.length - 1, Math.max(0, Math.floor(p * COLOURS.length)));
-    return [COLOURS[i], p >= 5 / 9 ? "#fff" : "#111"];
+  function probColour(p) {  // [background, text]: the sequential scale 0..1
+    return [PAL.css(PAL.sequential(p)), PAL.ink("sequential", p, 0, 1)];
   }
   function fmt(p, digits) { return p.toFixed(digits === undefined ? 6 : digits); }
   function short(text, n) { return text.length > n ? text.slice(0, n - 1) + "…" : text; }
@@ -298,8 +297,9 @@
       tr.appendChild(el("td")).appendChild(el("span", "tok", tokenText(seq[pos])));
       for (h = 0; h < H; h++) {
         var w = rows[h][j], td = el("td", "cell", (100 * w).toFixed(1));
-        td.style.background = "rgba(36, 86, 199, " + Math.min(1, w * 1.5).toFixed(3) + ")";
-        if (w > 0.45) { td.style.color = "#fff"; }
+        var colour = probColour(w);  // the snapshot PNGs' scale
+        td.style.background = colour[0];
+        td.style.color = colour[1];
         tr.appendChild(td);
       }
     }

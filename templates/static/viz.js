@@ -10,6 +10,10 @@
  * heatmap with token labels, the logit lens after the layer (table + word map), the most active
  * MLP neurons, the residual-stream norms; the logit-lens table (layer x position); the nearest
  * vocabulary neighbours; the next-token candidates at every position.
+ *
+ * Colours come from assets/palette.js (window.__vizPalette, written from the same tables as the
+ * PNGs): attention weights and probabilities on the sequential scale, signed values (neuron
+ * activations) on the diverging scale, grey for attention a query may not pay.
  */
 (function () {
   "use strict";
@@ -44,15 +48,17 @@
     return out;
   }
 
-  /* Colour ramps: the same stops as render.py uses for inline tables. */
-  var SEQ = [[255, 255, 255], [198, 219, 239], [107, 174, 214], [33, 113, 181], [8, 48, 107]];
-  function seq(p) {
-    var t = clamp(p, 0, 1) * (SEQ.length - 1), i = Math.min(Math.floor(t), SEQ.length - 2), f = t - i;
-    var a = SEQ[i], b = SEQ[i + 1];
-    return [Math.round(a[0] + (b[0] - a[0]) * f), Math.round(a[1] + (b[1] - a[1]) * f), Math.round(a[2] + (b[2] - a[2]) * f)];
+  /* Colour scales: the palette the PNGs use (assets/palette.js) */
+  var PAL = window.__vizPalette;
+  function seq(p) { return PAL.sequential(p); }
+  function rgb(c) { return PAL.css(c); }
+  function inkFor(p) { return PAL.ink("sequential", p, 0, 1); }
+  /* causal attention: pooled cells wholly above the diagonal are masked (grey, as in the PNGs) */
+  var CAUSAL = !!(page.encoding && (page.encoding.triangle || page.encoding.causal));
+  function causalMask(S, first) {  /* first(b): the first position of block b, for b = 0..S */
+    if (!CAUSAL) return null;
+    return function (b, c) { return first(c) > first(b + 1) - 1; };
   }
-  function rgb(c) { return "rgb(" + c[0] + "," + c[1] + "," + c[2] + ")"; }
-  function inkFor(p) { return p > 0.55 ? "#fff" : "#1d1f23"; }
 
   /* ---------- loading data files ---------- */
 
@@ -167,13 +173,13 @@
   });
   setMode(colourMode);
 
-  function paintCells(canvas, S, cells) {
+  function paintCells(canvas, S, cells, masked) {
     var max = maxOf(cells);
     canvas.width = S;
     canvas.height = S;
     var ctx = canvas.getContext("2d"), img = ctx.createImageData(S, S);
     for (var k = 0; k < S * S; k++) {
-      var c = seq(tone(cells[k], max));
+      var c = masked && masked(Math.floor(k / S), k % S) ? PAL.mask : seq(tone(cells[k], max));
       img.data[4 * k] = c[0]; img.data[4 * k + 1] = c[1]; img.data[4 * k + 2] = c[2]; img.data[4 * k + 3] = 255;
     }
     ctx.putImageData(img, 0, 0);
@@ -193,7 +199,7 @@
     ctx.fillStyle = "#fff";
     ctx.fillRect(0, 0, canvas.width, canvas.height);
     var off = document.createElement("canvas");
-    paintCells(off, S, cells);
+    paintCells(off, S, cells, causalMask(S, function (b) { return Math.ceil(b * T / S); }));
     ctx.imageSmoothingEnabled = false;
     ctx.drawImage(off, MARGIN, MARGIN, size, size);
     ctx.strokeStyle = "#99a";
@@ -422,7 +428,8 @@
 
   function paintMinis(state) {
     var S = Math.min(T, 32);
-    state.minis.forEach(function (c, h) { paintCells(c, S, pooled(state.att[h], S)); });
+    var masked = causalMask(S, function (b) { return Math.ceil(b * T / S); });
+    state.minis.forEach(function (c, h) { paintCells(c, S, pooled(state.att[h], S), masked); });
   }
 
   function selectHead(state, h) {
@@ -447,11 +454,18 @@
     return out;
   }
 
-  function chip(text, p, title) {
+  function chip(text, p, title) {  /* p: a probability, on the sequential scale */
     var c = el("span", "chip", text);
     c.style.background = rgb(seq(p));
     c.style.color = inkFor(p);
     if (title) c.title = title;
+    return c;
+  }
+  function signedChip(text, v, limit, title) {  /* v: a signed value, on the diverging scale ±limit */
+    var c = el("span", "chip", text);
+    c.style.background = rgb(PAL.diverging(v, limit));
+    c.style.color = PAL.ink("diverging", v, -limit, limit);
+    c.title = title;
     return c;
   }
 
@@ -475,7 +489,7 @@
     ids.forEach(function (id) {
       var w = weights[id] / max, word = el("span", "word", vocab[id]);
       word.style.fontSize = (12 + 22 * Math.sqrt(w)).toFixed(1) + "px";
-      word.style.opacity = (0.45 + 0.55 * w).toFixed(2);
+      word.style.color = rgb(PAL.word(w));  /* as the PNG word maps */
       word.title = vocab[id] + " (id " + id + "): " + fmt(weights[id], 4);
       box.appendChild(word);
     });
@@ -526,13 +540,14 @@
       tr.appendChild(el("td", "tok", tokenLabel(pos)));
       for (var r = 0; r < k; r++) {
         var v = neurons.values[pos * k + r], td = el("td");
-        td.appendChild(chip("n" + neurons.ids[pos * k + r], Math.max(0, v) / max, "neuron " + neurons.ids[pos * k + r] + ": " + fmt(v, 4)));
+        td.appendChild(signedChip("n" + neurons.ids[pos * k + r], v, max, "neuron " + neurons.ids[pos * k + r] + ": " + fmt(v, 4)));
         td.appendChild(el("span", "p", fmt(v, 2)));
         tr.appendChild(td);
       }
       return tr;
     });
-    container.appendChild(el("p", "note", "Chip shade: activation relative to this layer's largest shown (" + fmt(max, 3) + ")."));
+    container.appendChild(el("p", "note", "Chip colour: the activation on the diverging scale (blue −, white 0, red +), ±" + fmt(max, 3) +
+                                          ", this layer's largest |activation| shown."));
     container.setAttribute("data-drawn", "1");
   }
 
@@ -547,8 +562,9 @@
   function drawNorms(container, norms) {
     if (!container) return;
     container.textContent = "";
-    var series = [["hook_resid_pre", "#98a", "resid_pre"], ["hook_resid_mid", "#d35400", "resid_mid"], ["hook_resid_post", "#2456c7", "resid_post"]]
-      .filter(function (s) { return norms[s[0]]; });
+    var series = ["hook_resid_pre", "hook_resid_mid", "hook_resid_post"]
+      .filter(function (h) { return norms[h]; })
+      .map(function (h) { return [h, PAL.series[h], h.replace("hook_", "")]; });  /* the PNG chart's colours */
     var W = 760, Hh = 220, L = 52, R = 12, Tp = 14, B = 34, max = 0;
     series.forEach(function (s) { norms[s[0]].forEach(function (v) { max = Math.max(max, v); }); });
     max = max || 1;
@@ -574,6 +590,7 @@
 
   function initThumbs(section) {
     var th = window.__vizData.thumbs, S = th.size, box = section.querySelector(".thumb-grid");
+    var thumbMask = causalMask(S, function (b) { return Math.floor(b * T / S); });  /* viewdata.thumbnail's blocks */
     box.textContent = "";
     var table = el("table", "thumbs"), tr = el("tr");
     tr.appendChild(el("th", null, ""));
@@ -586,8 +603,8 @@
         var td = el("td"), btn = el("button", "thumb"), c = document.createElement("canvas"), raw = bytes(b64);
         var cells = new Float32Array(raw.length);
         for (var k = 0; k < raw.length; k++) cells[k] = raw[k] / 255;
-        paintCells(c, S, cells);
-        redraws.push(function () { paintCells(c, S, cells); });
+        paintCells(c, S, cells, thumbMask);
+        redraws.push(function () { paintCells(c, S, cells, thumbMask); });
         btn.type = "button";
         btn.title = "layer " + l + ", head " + h + ": open it";
         btn.setAttribute("aria-label", btn.title);

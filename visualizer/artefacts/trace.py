@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 from visualizer import __version__
 from visualizer.capture import Cache
 from visualizer.errors import VisualizerError
-from visualizer.model.base import LoadedModel
+from visualizer.model.base import LoadedModel, presentation
 from visualizer.model.probe import Probe
 from visualizer.model.tokenizer import readable
 
@@ -49,6 +49,7 @@ def model_header(loaded: LoadedModel, fmt: int) -> dict:
         "family": loaded.family,
         "model_name": loaded.name,
         "model": loaded.card,
+        "presentation": presentation(loaded),  # what the adapter declares for the page (kinds, card rows)
         "dims": vars(loaded.dims),
     }
 

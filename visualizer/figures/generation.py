@@ -2,7 +2,8 @@
 
 A snapshot shows, for one step, the attention row of the context's last position (the query whose
 output chose the step's token) in every layer and head: rows `L{l}.H{h}`, columns the context's
-tokens. Bytes are deterministic: no timestamps or software tag in the PNG metadata.
+tokens, on the palette's sequential scale 0..1 (the page's head table uses the same colours). Bytes
+are deterministic: no timestamps or software tag in the PNG metadata.
 
 What this module does not do: compute attention (generate.py) or lay out pages (generation_site.py).
 It is, with plots.py, one of the only modules that import matplotlib.
@@ -18,7 +19,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.cm import ScalarMappable  # noqa: E402
+from matplotlib.colors import ListedColormap, Normalize  # noqa: E402
 
+import visualizer.figures.palette as palette  # noqa: E402
 from visualizer.artefacts.attention_codec import decode_float32  # noqa: E402
 
 MAX_LABELS = 64  # beyond this many context tokens, label every n-th
@@ -48,7 +52,9 @@ def write_snapshot(path: Path, attention: np.ndarray, context_tokens: list[str],
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # glyphs the font lacks (emoji) are drawn as boxes
-            image = ax.imshow(grid, aspect="auto", cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+            rgb = palette.SEQUENTIAL[palette.index(grid, 0.0, 1.0)]  # [L*H, T, 3]: the page's colours exactly
+            ax.imshow(rgb, aspect="auto", interpolation="nearest")
+            scale = ScalarMappable(norm=Normalize(0.0, 1.0), cmap=ListedColormap(palette.SEQUENTIAL / 255.0))
             stride = max(1, -(-T // MAX_LABELS))
             ax.set_xticks(range(0, T, stride))
             ax.set_xticklabels([mpl_text(t) for t in context_tokens[::stride]], rotation=90, fontsize=7,
@@ -59,7 +65,7 @@ def write_snapshot(path: Path, attention: np.ndarray, context_tokens: list[str],
                 ax.axhline(l * n_head - 0.5, color="#888", linewidth=0.5)
             ax.set_xlabel("context token (key)")
             ax.set_title(mpl_text(title), fontsize=9, loc="left")
-            fig.colorbar(image, cax=cax, label="attention")
+            fig.colorbar(scale, cax=cax, label="attention")
             fig.savefig(path, format="png", metadata={"Software": None})
     finally:
         plt.close(fig)

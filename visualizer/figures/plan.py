@@ -7,9 +7,12 @@ Two steps, so the costly one can run in parallel and the cheap one stays a pure 
   render_figures(folder, jobs, workers)      -> [Figure]     folder/figures/<key>.png, in parallel
 
 Every figure names the capture tensor it shows, its shape and colour scale, in the PNG's header and
-in its `Figure` record. Signed values get a diverging map centred on 0 (symmetric limits, one scale
-for all heads of a tensor); probabilities get a sequential map on 0..1 (the same for every head).
-Masked attention cells (scores -inf, pattern 0) are grey. PNGs are palette images written by PIL
+in its `Figure` record. Colours come from palette.py, the page's palette too: signed values get the
+diverging scale centred on 0 (symmetric limits, one scale for all heads of a tensor); probabilities
+and attention weights get the sequential scale on 0..1 (the same for every head). Masked attention
+cells (scores -inf, pattern 0) are grey. Token tables are laid out as the page's views are (the
+logit lens: layers down, positions across). Captions name the norm and MLP the model's adapter
+declares (trace.json's `presentation`), never a family. PNGs are palette images written by PIL
 with no metadata: same inputs, same bytes.
 
 Big inputs stay bounded: matrices get at most about 1000 x 768 pixels of cells (a single wide
@@ -23,15 +26,13 @@ neighbours) show at most TABLE_ROWS rows.
 
 Drawing is PIL (raster.py): a matplotlib figure per PNG spends ~0.1-0.5 s building tick and axes
 objects, which for 150+ figures breaks the time budget; PIL draws the same in ~15 ms, pixel-exact.
-matplotlib supplies the colour maps (as lookup tables); word maps are wordmaps.py.
+Word maps are wordmaps.py.
 
 What this module does not do: compute analysis numbers (report_data.py) or write HTML (site.py).
-It is the only module of ours that imports matplotlib.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import multiprocessing
 import os
@@ -39,8 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from matplotlib import colormaps
 
+import visualizer.figures.palette as palette
 import visualizer.figures.raster as raster
 import visualizer.figures.wordmaps as wordmaps
 from visualizer.figures.glyphs import displayable
@@ -51,7 +52,8 @@ PER_HEAD_MAX_T = 64  # per-head attention PNGs only up to this many positions
 TABLE_ROWS = 64  # token tables show at most the last TABLE_ROWS positions
 LABEL_CHARS = 12  # token labels are cut to this many characters
 CLIP_RATIO = 4.0  # clip a diverging scale at the 99.5th percentile when max|x| exceeds it this much
-DIVERGING, SEQUENTIAL = "RdBu_r", "viridis"
+DIVERGING, SEQUENTIAL = "diverging", "sequential"  # palette.SCALES
+DIVERGING_TEXT = "diverging (blue −, white 0, red +)"
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ class Figure:
     file: str  # relative to the report folder: 'figures/<key>.png'
     tensor: str  # capture name(s) shown
     shape: list[int]  # shape of that tensor (of the data shown, for derived views)
-    scale: str  # colour (or size) scale, e.g. 'diverging (RdBu_r), centred on 0, ±1.23'
+    scale: str  # colour (or size) scale, e.g. 'diverging (blue −, white 0, red +), centred on 0, ±1.23'
     title: str
     caption: str
 
@@ -91,21 +93,21 @@ def diverging_limits(values: np.ndarray) -> tuple[float, float, str]:
     ok = np.isfinite(values)
     finite = np.abs(values if ok.all() else values[ok]).ravel()
     if finite.size == 0:
-        return -1.0, 1.0, f"diverging ({DIVERGING}), centred on 0; no finite values"
+        return -1.0, 1.0, f"{DIVERGING_TEXT}, centred on 0; no finite values"
     peak = float(finite.max())
     if peak == 0.0:
-        return -1.0, 1.0, f"diverging ({DIVERGING}), centred on 0; all values are 0"
+        return -1.0, 1.0, f"{DIVERGING_TEXT}, centred on 0; all values are 0"
     limit, note = peak, ""
     if finite.size > 200:
         sample = finite[:: max(1, finite.size >> 20)]  # a fixed stride: about a million values at most
         p = float(np.percentile(sample, 99.5))
         if 0 < p and peak > CLIP_RATIO * p:
             limit, note = p, f" (clipped at the 99.5th percentile of |x|; max |x| = {peak:.3g})"
-    return -limit, limit, f"diverging ({DIVERGING}), centred on 0, ±{limit:.3g}{note}"
+    return -limit, limit, f"{DIVERGING_TEXT}, centred on 0, ±{limit:.3g}{note}"
 
 
 def sequential_limits(vmin: float = 0.0, vmax: float = 1.0) -> tuple[float, float, str]:
-    return vmin, vmax, f"sequential ({SEQUENTIAL}) {vmin:g}..{vmax:g}"
+    return vmin, vmax, f"sequential (white {vmin:g} to dark blue {vmax:g})"
 
 
 # ----------------------------------------------------------------------------- display pooling
@@ -145,6 +147,27 @@ class _Planner:
         # short probes: the token alone; long ones: position and token (labels are thinned out)
         self.labels = self.tokens if self.T <= PER_HEAD_MAX_T else [f"{i} {t}" for i, t in enumerate(self.tokens)]
         self.jobs: list[FigureJob] = []
+        # what the adapter declared (traces written before it did: generic words)
+        declared = trace.get("presentation") or {}
+        self.norm = declared.get("norm")  # 'LayerNorm' | 'RMSNorm' | None
+        mlp = declared.get("mlp") or {}
+        self.activation, self.gated = mlp.get("activation"), bool(mlp.get("gated"))
+        self.notes = declared.get("stream_notes") or []
+        self.final_notes = [n for n in self.notes if n.get("stage") == "final"]
+
+    def norm_name(self, capital: bool) -> str:
+        """The declared norm kind, else 'Norm'/'norm'."""
+        return self.norm or ("Norm" if capital else "norm")
+
+    def mlp_captions(self, layer: int) -> tuple[str, str, str]:
+        """Captions of hook_pre and hook_post, and what hook_post is called, from the declared MLP kind."""
+        act = self.activation or "the nonlinearity"
+        if self.gated:
+            return (f"MLP gate pre-activation of layer {layer} (the gate projection, before {act}), every neuron.",
+                    f"MLP hidden activation of layer {layer}: {act}(gate) · up, what the down projection reads, every neuron.",
+                    "hidden activation")
+        return (f"MLP pre-activation of layer {layer} (before {act}), every neuron.",
+                f"MLP post-activation of layer {layer} (after {act}), every neuron.", "post-activation")
 
     def position_labels(self) -> list[str]:
         return self.labels
@@ -208,10 +231,17 @@ class _Planner:
     def embeddings(self):
         section = "embeddings"
         dm = "d_model dims"
+        extra = [n["heading"] for n in self.notes if n.get("stage") == "embedding"]
+        if extra:
+            entering = f"The residual stream entering block 0, after {', '.join(h.lower() for h in extra)}."
+        elif "hook_pos_embed" in self.tensors:
+            entering = "Their sum, the residual stream entering block 0."
+        else:
+            entering = "The residual stream entering block 0: the token embedding."
         specs = [
             ("hook_embed", "Token embedding: the row of W_E for each probe token."),
             ("hook_pos_embed", "Position embedding: the row of W_pos for each position."),
-            ("blocks.0.hook_resid_pre", "Their sum, the residual stream entering block 0."),
+            ("blocks.0.hook_resid_pre", entering),
         ]
         for name, caption in specs:
             if name in self.tensors:
@@ -240,7 +270,7 @@ class _Planner:
         cut = f" (the first {len(shown)} of {len(rows)} distinct tokens)" if len(rows) > len(shown) else ""
         self.add(
             "embeddings.neighbours", section, "W_E (token embedding matrix)", [len(shown), k],
-            f"diverging ({DIVERGING}), centred on 0, ±1 (cosine)",
+            f"{DIVERGING_TEXT}, centred on 0, ±1 (cosine)",
             "Nearest vocabulary neighbours (cosine of W_E rows)",
             f"For each distinct probe token{cut}, the {k} vocabulary tokens whose embedding rows are closest "
             "by cosine similarity (the token itself excluded); cell colour is the cosine.",
@@ -248,7 +278,7 @@ class _Planner:
             {"values": values, "texts": texts, "row_labels": [self.tokens[p] for p in shown],
              "col_labels": [str(i + 1) for i in range(k)], "vmin": -1.0, "vmax": 1.0, "cmap": DIVERGING,
              "title": "Nearest neighbours in W_E (cosine)", "subtitle": f"[distinct tokens {len(shown)}, neighbours {k}]"
-             f" · diverging ({DIVERGING}), centred on 0, ±1", "ylabel": "probe token", "xlabel": "neighbour rank"},
+             f" · {DIVERGING_TEXT}, centred on 0, ±1", "ylabel": "probe token", "xlabel": "neighbour rank"},
             cost=1.0 + values.size / 300,
         )
         weights: dict[str, float] = {}
@@ -277,7 +307,9 @@ class _Planner:
             if name in self.tensors:
                 self.matrix(name, section, name, self.tensors[name], dim_names=dims, col_name=col, caption=caption)
 
-        mat(f"{b}.ln1.hook_normalized", f"LayerNorm 1 output of layer {layer}: what attention reads.")
+        norm = self.norm_name(capital=True)
+        pre, post, _ = self.mlp_captions(layer)
+        mat(f"{b}.ln1.hook_normalized", f"{norm} 1 output of layer {layer}: what attention reads.")
         self.heads(layer, "hook_q", "Queries")
         self.heads(layer, "hook_k", "Keys")
         self.heads(layer, "hook_v", "Values")
@@ -285,11 +317,9 @@ class _Planner:
         self.heads(layer, "hook_z", "z (pattern-weighted values, before the output projection)")
         mat(f"{b}.hook_attn_out", f"Attention output of layer {layer}: what attention adds to the residual stream.")
         mat(f"{b}.hook_resid_mid", f"Residual stream after attention of layer {layer} (resid_pre + attn_out).")
-        mat(f"{b}.ln2.hook_normalized", f"LayerNorm 2 output of layer {layer}: what the MLP reads.")
-        mat(f"{b}.mlp.hook_pre", f"MLP pre-activation of layer {layer} (before the nonlinearity), every neuron.",
-            ("pos", "d_mlp"), "neurons")
-        mat(f"{b}.mlp.hook_post", f"MLP post-activation of layer {layer} (after the nonlinearity), every neuron.",
-            ("pos", "d_mlp"), "neurons")
+        mat(f"{b}.ln2.hook_normalized", f"{norm} 2 output of layer {layer}: what the MLP reads.")
+        mat(f"{b}.mlp.hook_pre", pre, ("pos", "d_mlp"), "neurons")
+        mat(f"{b}.mlp.hook_post", post, ("pos", "d_mlp"), "neurons")
         self.top_neurons(layer, section)
         mat(f"{b}.hook_mlp_out", f"MLP output of layer {layer}: what the MLP adds to the residual stream.")
         mat(f"{b}.hook_resid_post", f"Residual stream after layer {layer} (resid_mid + mlp_out).")
@@ -347,17 +377,18 @@ class _Planner:
         self.matrix(f"{name}.top_neurons", section, name, post[:, chosen], dim_names=("pos", "neuron"),
                     col_name="neuron", col_labels=[str(n) for n in chosen], col_index=chosen,
                     tensor_shape=[post.shape[0], len(chosen)], title=f"{name}: most active neurons",
-                    caption=f"MLP post-activation of layer {layer} for the neurons that are among the 5 most active "
-                    f"at some position{cut}; columns labelled by neuron index.")
+                    caption=f"MLP {self.mlp_captions(layer)[2]} of layer {layer} for the neurons that are among the 5 "
+                    f"most active at some position{cut}; columns labelled by neuron index.")
 
     def norms(self, layer, section):
         norms = self.data.get("resid_norms") or {}
         b = f"blocks.{layer}"
         hooks = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post")
-        series = [(h, norms[f"{b}.{h}"]) for h in hooks if f"{b}.{h}" in norms]
+        colours = dict(palette.NORM_SERIES)  # the page's norm chart uses the same colours
+        series = [(h, norms[f"{b}.{h}"], colours[h]) for h in hooks if f"{b}.{h}" in norms]
         if not series:
             return
-        self.add(f"{b}.resid_norms", section, ", ".join(f"{b}.{h}" for h, _ in series), [len(series[0][1])],
+        self.add(f"{b}.resid_norms", section, ", ".join(f"{b}.{h}" for h, _, _ in series), [len(series[0][1])],
                  "linear axis: L2 norm", f"{b}: residual-stream norm per position",
                  f"L2 norm of the residual stream at every position, before layer {layer}, after its attention and "
                  "after its MLP.",
@@ -385,7 +416,7 @@ class _Planner:
         if "ln_final.hook_normalized" in self.tensors:
             self.matrix("ln_final.hook_normalized", section, "ln_final.hook_normalized",
                         self.tensors["ln_final.hook_normalized"], dim_names=("pos", "d_model"), col_name="d_model dims",
-                        caption="Final LayerNorm output: what the unembedding reads.")
+                        caption=f"Final {self.norm_name(capital=False)} output: what the unembedding reads.")
         if "logits" in self.tensors:
             self.matrix("logits", section, "logits", self.tensors["logits"], dim_names=("pos", "vocab"),
                         col_name="vocabulary ids", caption="Logits over the whole vocabulary at every position.")
@@ -403,7 +434,7 @@ class _Planner:
                           "The model's next-token distribution after the last probe token, sized by probability.")
         self.dla(section)
 
-    def token_table(self, key, section, tensor, rows, title, caption, col_name, col_labels=None):
+    def token_table(self, key, section, tensor, rows, title, caption, col_name):
         if not rows:
             return
         start = max(0, len(rows) - TABLE_ROWS)
@@ -420,23 +451,43 @@ class _Planner:
         self.add(key, section, tensor, [len(rows), k], sequential_limits()[2] + " (probability)", title, caption + cut,
                  "table",
                  {"values": values, "texts": texts, "row_labels": labels[start:start + len(shown)],
-                  "col_labels": col_labels or [str(i + 1) for i in range(k)], "vmin": 0.0, "vmax": 1.0,
+                  "col_labels": [str(i + 1) for i in range(k)], "vmin": 0.0, "vmax": 1.0,
                   "cmap": SEQUENTIAL, "title": title, "subtitle": f"{tensor} · [pos {len(rows)}, {col_name} {k}] · "
                   f"{sequential_limits()[2]} (probability)" + (f" · last {len(shown)} positions" if start else ""),
                   "ylabel": "position (input token)", "xlabel": col_name},
                  cost=1.0 + values.size / 300)
 
     def lens_table(self, section):
+        """Layers down, positions across, as the page's logit-lens grid: each cell the top-1 token."""
         lens = self.data.get("logit_lens") or []
         if not lens:
             return
         T = len(lens[0]["topk"])
-        rows = [[entry["topk"][pos][0] for entry in lens] for pos in range(T)]
-        self.token_table("final.logit_lens", section, ", ".join(e["hook"] for e in lens) if len(lens) <= 2 else
-                         f"blocks.{{0..{len(lens) - 1}}}.hook_resid_post", rows, "Logit lens: top token after every layer",
-                         "The most likely next token read from the residual stream after each layer (final norm and "
-                         "unembedding applied early); the last column is the model's own output. Cell colour is its "
-                         "probability.", "layer", col_labels=[f"L{e['layer']}" for e in lens])
+        start = max(0, T - TABLE_ROWS)
+        shown = range(start, T)
+        values = np.array([[entry["topk"][pos][0]["prob"] for pos in shown] for entry in lens], dtype=np.float32)  # [L, shown]
+        texts = [[displayable(entry["topk"][pos][0]["readable"], 8) for pos in shown] for entry in lens]
+        labels = self.position_labels() or [str(i) for i in range(T)]
+        tensor = ", ".join(e["hook"] for e in lens) if len(lens) <= 2 else f"blocks.{{0..{len(lens) - 1}}}.hook_resid_post"
+        if self.final_notes:
+            last = (f"The last row reads the last layer's output, not the residual the model's own output is read from "
+                    f"({'; '.join(n['heading'] for n in self.final_notes)} comes in between), so the two may differ.")
+        else:
+            last = "The last row is the model's own output."
+        cut = f" Only the last {len(shown)} of {T} positions are shown." if start else ""
+        scale = sequential_limits()[2] + " (probability)"
+        self.add("final.logit_lens", section, tensor, [len(lens), T], scale, "Logit lens: top token after every layer",
+                 "The most likely next token read from the residual stream after each layer (final norm and unembedding "
+                 f"applied early), laid out as the page's logit-lens grid: layers down, positions across. {last} "
+                 "Cell colour is its probability." + cut,
+                 "table",
+                 {"values": values, "texts": texts, "row_labels": [f"after L{e['layer']}" for e in lens],
+                  "col_labels": labels[start:], "vmin": 0.0, "vmax": 1.0, "cmap": SEQUENTIAL, "wrap": True,
+                  "title": "Logit lens: top token after every layer",
+                  "subtitle": f"{tensor} · [layer {len(lens)}, pos {T}] · {scale}"
+                  + (f" · last {len(shown)} positions" if start else ""),
+                  "ylabel": "layer", "xlabel": "position (input token)"},
+                 cost=1.0 + values.size / 300)
 
     def dla(self, section):
         dla = self.data.get("dla") or {}
@@ -476,7 +527,7 @@ class _Planner:
                  [len(candidates), len(candidates[0]["by_dimension"])], "bar length: product (red +, blue −)",
                  "Dot-product breakdown by dimension",
                  f"Each top candidate's logit at {where} as a sum over d_model of ln_final(x)[i] · W_U[token, i]: the "
-                 "largest products by |value| and the sum of the rest.",
+                 "products largest in absolute value (positive or negative) and the sum of the rest.",
                  "bars", {"panels": dim_panels, "title": "Dot-product breakdown by dimension",
                           "subtitle": f"logit = Σ_i ln_final(x)[i] · W_U[token, i] at {where}",
                           "xlabel": "product"}, cost=15.0)
@@ -507,15 +558,9 @@ def plan_figures(trace: dict, tensors: dict, report_data: dict) -> list[FigureJo
 _JOBS: list[FigureJob] = []  # jobs a forked worker pool reads by index
 
 
-@functools.lru_cache(maxsize=4)
-def lookup_table(name: str) -> np.ndarray:
-    """[256, 3] uint8 colours of a matplotlib colour map, for raster.py."""
-    return (colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3] * 255).round().astype(np.uint8)
-
-
 _DRAW = {
-    "tiles": lambda d: raster.tiles_image(d, lookup_table(d["cmap"])),
-    "table": lambda d: raster.table_image(d, lookup_table(d["cmap"])),
+    "tiles": lambda d: raster.tiles_image(d, palette.SCALES[d["cmap"]]),
+    "table": lambda d: raster.table_image(d, palette.SCALES[d["cmap"]]),
     "lines": raster.lines_image,
     "bars": raster.bars_image,
 }
@@ -528,7 +573,8 @@ def render_one(out: Path, job: FigureJob) -> Path:
         d = job.data
         wordmaps.word_map(d["weights"], path, title=d["title"], subtitle=d["subtitle"])
         return path
-    wordmaps.save_png(_DRAW[job.kind](job.data), path)
+    scale = palette.SCALES.get(job.data.get("cmap"))  # its colours written exactly
+    wordmaps.save_png(_DRAW[job.kind](job.data), path, keep=scale)
     return path
 
 

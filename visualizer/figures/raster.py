@@ -4,14 +4,14 @@ names the tensor, its shape and scale.
 
 Why not matplotlib here: a report has a hundred or more such images and matplotlib spends most
 of its time building tick and axes objects; drawing the same picture with PIL costs a few
-milliseconds. Colour maps come in as lookup tables ([256, 3] uint8, from plots.py), so this module
-does not import matplotlib.
+milliseconds. Colour scales come in as lookup tables ([256, 3] uint8, from palette.py), indexed
+the way palette.index says, so a value has the same colour here as on the page.
 
 Also here, because they decide what the pixels show: `pool2d` (display pooling of large
 matrices) and `tile_geometry` (how small multiples are laid out within a pixel budget).
 
-What this module does not do: choose colour scales or captions (plots.py), write files
-(wordmaps.save_png), or draw charts (plots.py uses matplotlib for bars and lines).
+What this module does not do: choose colour scales or captions (plan.py, palette.py), or write files
+(wordmaps.save_png).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+import visualizer.figures.palette as palette
 from visualizer.figures.glyphs import font_path
 
 MAX_AXES_W = 1000  # pixels of matrix area, at most
@@ -30,7 +31,7 @@ WIDE_W = 1600  # a single matrix may be this wide before its columns are pooled
 MAX_CELL = 12  # largest pixel size of one matrix cell (enough to label every row)
 LABEL_PX = 12  # pixels one tick label needs along its axis
 TILE_GAP_PX, TILE_TITLE_PX = 8, 18  # between small multiples (the vertical gap holds the head's name)
-MASK_RGB = (200, 200, 200)  # cells with no finite value (masked attention)
+MASK_RGB = palette.MASK_RGB  # cells with no finite value (masked attention)
 INK, GREY, NOTE = (20, 20, 20), (80, 80, 80), (160, 64, 0)
 
 
@@ -100,12 +101,11 @@ def tile_geometry(n: int, rows: int, cols: int, *, square: bool, max_cells: int 
 
 
 def colourize(values: np.ndarray, lut: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
-    """[R, C] float -> [R, C, 3] uint8 through a [256, 3] lookup table; non-finite cells MASK_RGB."""
+    """[R, C] float -> [R, C, 3] uint8 through a [256, 3] lookup table (entries as palette.index
+    picks them); non-finite cells MASK_RGB."""
     values = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(values)
-    span = (vmax - vmin) or 1.0
-    index = np.clip(np.rint((np.where(finite, values, vmin) - vmin) / span * 255), 0, 255).astype(np.intp)
-    rgb = lut[index]
+    rgb = lut[palette.index(values, vmin, vmax)]
     rgb[~finite] = MASK_RGB
     return rgb
 
@@ -166,8 +166,15 @@ def _header_size(d: dict) -> tuple[int, int]:
     return int(width) + 16, 56 if d.get("note") else 42
 
 
+COLORBAR_STEPS = np.rint(np.linspace(0, 255, 64)).astype(np.intp)  # the scale entries a colour bar shows
+
+
 def _colorbar(image: Image.Image, draw, x: int, y: int, h: int, lut, vmin: float, vmax: float) -> None:
-    column = colourize(np.linspace(vmax, vmin, h)[:, None], lut, vmin, vmax)  # [h, 1, 3], top = vmax
+    """A colour bar of 64 steps (ends included): it adds few colours beyond the cells', so that the
+    PNG's palette can keep the cells' colours exact (wordmaps.png_palette)."""
+    entries = palette.index(np.linspace(vmax, vmin, h), vmin, vmax)  # [h], top = vmax
+    nearest = COLORBAR_STEPS[np.abs(entries[:, None] - COLORBAR_STEPS[None, :]).argmin(-1)]
+    column = lut[nearest][:, None]  # [h, 1, 3]
     image.paste(Image.fromarray(np.repeat(column, 12, axis=1)), (x, y))
     draw.rectangle((x - 1, y - 1, x + 12, y + h), outline=GREY)
     for i in range(5):
@@ -257,36 +264,43 @@ def tiles_image(d: dict, lut: np.ndarray) -> Image.Image:
 def table_image(d: dict, lut: np.ndarray) -> Image.Image:
     """A table of short texts on coloured cells from plots' 'table' job data:
     values [R, K] (cell colour), texts [R][K], row_labels (R), col_labels (K), vmin, vmax,
-    title, subtitle, xlabel (over the column labels), ylabel."""
+    title, subtitle, xlabel (over the column labels), ylabel. With `wrap` true, columns that do not
+    fit MAX_AXES_W go on in further bands below, each with its column labels (rows repeated)."""
     values, texts = d["values"], d["texts"]
     R, K = values.shape
     f = font(10)
     cell_w = int(max([f.getlength(t) for row in texts for t in row] + [f.getlength(s) for s in d["col_labels"]] + [24])) + 10
     cell_h = 15
+    band = max(1, min(K, MAX_AXES_W // cell_w)) if d.get("wrap") else K  # columns per band
+    n_bands = math.ceil(K / band) if K else 1
+    band_step = R * cell_h + 16 + 8  # a band, then the next band's column labels and a gap
     row_w = max((f.getlength(s) for s in d["row_labels"]), default=0)
     header_w, header_h = _header_size(d)
     left = int(6 + 16 + 4 + row_w + 8)
     top = header_h + 34
-    aw, ah = K * cell_w, R * cell_h
+    aw, ah = min(K, band) * cell_w, (n_bands - 1) * band_step + R * cell_h
     cb_h = max(60, min(ah, 260))
     width = max(left + aw + _colorbar_width(d["vmin"], d["vmax"]), header_w, 360)
     height = top + max(ah, cb_h) + 10
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
     rgb = colourize(values, lut, d["vmin"], d["vmax"])
-    image.paste(Image.fromarray(np.repeat(np.repeat(rgb, cell_h, axis=0), cell_w, axis=1)), (left, top))
-    luminance = rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-    for r in range(R):
-        y = top + r * cell_h + cell_h // 2
-        draw.text((left - 6, y), d["row_labels"][r], font=f, fill=INK, anchor="rm")
-        for k in range(K):
-            if texts[r][k]:
-                colour = INK if luminance[r, k] > 140 else (255, 255, 255)
-                draw.text((left + k * cell_w + cell_w // 2, y), texts[r][k], font=f, fill=colour, anchor="mm")
-    for k, label in enumerate(d["col_labels"]):
-        draw.text((left + k * cell_w + cell_w // 2, top - 3), label, font=f, fill=INK, anchor="mb")
+    for b in range(n_bands):
+        first, y0 = b * band, top + b * band_step
+        cols = range(first, min(K, first + band))
+        cells = rgb[:, first:first + band]
+        image.paste(Image.fromarray(np.repeat(np.repeat(cells, cell_h, axis=0), cell_w, axis=1)), (left, y0))
+        for r in range(R):
+            y = y0 + r * cell_h + cell_h // 2
+            draw.text((left - 6, y), d["row_labels"][r], font=f, fill=INK, anchor="rm")
+            for k in cols:
+                if texts[r][k]:
+                    colour = palette.ink_for(rgb[r, k])
+                    draw.text((left + (k - first) * cell_w + cell_w // 2, y), texts[r][k], font=f, fill=colour, anchor="mm")
+        for k in cols:
+            draw.text((left + (k - first) * cell_w + cell_w // 2, y0 - 3), d["col_labels"][k], font=f, fill=INK, anchor="mb")
+        draw.rectangle((left - 1, y0 - 1, left + len(cols) * cell_w, y0 + R * cell_h), outline=GREY)
     draw.text((left + aw // 2, top - 18), d["xlabel"], font=font(11), fill=INK, anchor="mb")
-    draw.rectangle((left - 1, top - 1, left + aw, top + ah), outline=GREY)
     _rotated_text(image, d["ylabel"], 14, top + ah // 2)
     _colorbar(image, draw, left + aw + 12, top, cb_h, lut, d["vmin"], d["vmax"])
     _header(draw, d)
@@ -295,8 +309,7 @@ def table_image(d: dict, lut: np.ndarray) -> Image.Image:
 
 # ----------------------------------------------------------------------------- charts
 
-SERIES_RGB = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40))
-POSITIVE_RGB, NEGATIVE_RGB = (192, 57, 43), (46, 111, 181)
+POSITIVE_RGB, NEGATIVE_RGB = palette.POSITIVE_RGB, palette.NEGATIVE_RGB  # the diverging scale's ends
 GRID_RGB = (225, 225, 225)
 SUPERSAMPLE = 4  # chart lines are drawn this many times larger, then reduced: antialiased
 
@@ -323,12 +336,12 @@ def _antialiased_line(image: Image.Image, box: tuple[int, int, int, int], points
 
 
 def lines_image(d: dict) -> Image.Image:
-    """Line chart over positions from plots' 'lines' job data: series [(name, [T values])],
+    """Line chart over positions from plots' 'lines' job data: series [(name, [T values], rgb)],
     labels (T position labels), ylabel, title, subtitle. The y axis starts at 0."""
     series, labels = d["series"], d["labels"]
     T = len(series[0][1])
     f = font(10)
-    top_value = max((max(v) for _, v in series if len(v)), default=1.0)
+    top_value = max((max(v) for _, v, _ in series if len(v)), default=1.0)
     ticks_y = nice_ticks(0.0, max(top_value, 1e-12))
     y_max = ticks_y[-1]
     aw = min(MAX_AXES_W, max(480, T * 14))
@@ -354,8 +367,8 @@ def lines_image(d: dict) -> Image.Image:
         draw.line((left, y, left + aw, y), fill=GRID_RGB)
         draw.line((left - 4, y, left - 1, y), fill=GREY)
         draw.text((left - 6, y), _number(v), font=f, fill=INK, anchor="rm")
-    for k, (name, values) in enumerate(series):
-        colour = SERIES_RGB[k % len(SERIES_RGB)]
+    for name, values, colour in series:
+        colour = tuple(colour)
         points = [(x_of(i), y_of(v)) for i, v in enumerate(values)]
         _antialiased_line(image, (left, top, aw, ah), points, colour)
         if T <= 64:
@@ -375,7 +388,7 @@ def lines_image(d: dict) -> Image.Image:
         name = series[k][0]
         x -= int(f.getlength(name)) + 30
         y = top - 11
-        draw.line((x, y, x + 18, y), fill=SERIES_RGB[k % len(SERIES_RGB)], width=2)
+        draw.line((x, y, x + 18, y), fill=tuple(series[k][2]), width=2)
         draw.text((x + 22, y), name, font=f, fill=INK, anchor="lm")
     _header(draw, d)
     return image

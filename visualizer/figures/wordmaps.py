@@ -3,7 +3,8 @@
 `word_map(weights, path, ...)` draws one map from readable token -> weight (only positive weights
 are drawn; nothing is tokenised or filtered, so single characters, punctuation and whitespace
 symbols all appear). Layout is seeded, colours follow the weight, the PNG carries no metadata:
-same inputs, same bytes. A header strip names what the map shows (tensor, weights).
+same inputs, same bytes. A header strip names what the map shows (tensor, weights). Word colours
+come from palette.word_colour, as on the page's word maps.
 
 `weights_from_records` turns report_data token records into map weights with readable, drawable
 keys. `save_png` is the one PNG writer for every figure (palette PNG, no text chunks).
@@ -21,19 +22,61 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from wordcloud import WordCloud
 
+import visualizer.figures.palette as palette
 from visualizer.figures.glyphs import displayable, font_path
 from visualizer.model.tokenizer import readable
 
 HEADER_PX = 40
 TOKEN_LIMIT = 32  # characters of a token shown in a map (longer ones end with '…')
-_LIGHT, _DARK = np.array([120, 170, 210]), np.array([8, 40, 100])  # small weight -> large weight
 
 
-def save_png(image: Image.Image, path: Path, colors: int = 256) -> None:
-    """Write `image` as a palette PNG (<= `colors` colours, no dithering, no text or time chunks)."""
+OTHER_COLOURS = 48  # palette entries kept for text and lines when a scale's colours fill the rest
+
+
+def _packed(rgb: np.ndarray) -> np.ndarray:
+    """[..., 3] uint8 -> [...] int: one integer per colour."""
+    rgb = rgb.astype(np.int64)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
+def png_palette(distinct: np.ndarray, colors: int, keep: np.ndarray | None) -> np.ndarray:
+    """[n <= colors, 3] uint8: the colours of a PNG whose image has the `distinct` colours ([d, 3]).
+    Every colour when there are no more than `colors`; else the entries of the scale `keep`
+    ([256, 3]) the image uses, exactly (evenly thinned, in scale order, when they leave fewer than
+    OTHER_COLOURS places), and the other colours (text, lines) reduced to the places left."""
+    if len(distinct) <= colors:
+        return distinct.astype(np.uint8)
+    used = np.zeros((0, 3), dtype=np.uint8)
+    if keep is not None:
+        keep = np.asarray(keep, dtype=np.uint8)
+        used = keep[np.isin(_packed(keep), _packed(distinct))]  # in scale order
+        if len(used) > colors - OTHER_COLOURS:
+            used = used[np.rint(np.linspace(0, len(used) - 1, colors - OTHER_COLOURS)).astype(np.intp)]
+    rest = distinct[~np.isin(_packed(distinct), _packed(used))].astype(np.uint8)
+    room = colors - len(used)
+    others = Image.fromarray(rest[None]).quantize(colors=room, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+    entries = np.array(others.getpalette()[: 3 * room], dtype=np.uint8).reshape(-1, 3)
+    return np.concatenate([used, entries])[:colors]
+
+
+def save_png(image: Image.Image, path: Path, colors: int = 256, keep: np.ndarray | None = None) -> None:
+    """Write `image` as a palette PNG (<= `colors` colours, no dithering, no text or time chunks).
+    `keep` ([256, 3]): a colour scale whose colours the image uses are written exactly (png_palette),
+    so a PNG's cells have the page's colours; every other pixel takes the nearest palette colour."""
     if image.mode != "RGB":
         image = image.convert("RGB")
-    quantized = image.quantize(colors=colors, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+    found = image.getcolors(1 << 16)  # fast while the image has no more colours than that
+    if found is None:
+        packed = np.unique(_packed(np.asarray(image)))
+        distinct = np.stack([packed >> 16, (packed >> 8) & 255, packed & 255], -1)
+    else:
+        distinct = np.array(sorted(c for _, c in found), dtype=np.int64)  # [d, 3]
+    entries = png_palette(distinct, colors, keep).astype(np.int64)  # [n, 3]
+    nearest = ((distinct[:, None, :] - entries[None, :, :]) ** 2).sum(-1).argmin(-1)  # [d]: itself when kept
+    table = np.zeros(1 << 24, dtype=np.uint8)  # packed colour -> palette index
+    table[_packed(distinct)] = nearest
+    quantized = Image.fromarray(table[_packed(np.asarray(image))], mode="P")
+    quantized.putpalette(entries.astype(np.uint8).ravel().tolist())
     quantized.save(path, format="PNG", compress_level=6)
 
 
@@ -60,9 +103,7 @@ def _colour_for(weights: dict[str, float]):
     top = max(weights.values())
 
     def colour(word, font_size, position, orientation, random_state=None, **kwargs):
-        share = weights.get(word, 0.0) / top  # 0..1
-        rgb = _LIGHT + (_DARK - _LIGHT) * share**0.5
-        return "#%02x%02x%02x" % tuple(int(round(c)) for c in rgb)
+        return palette.hex_of(palette.word_colour(weights.get(word, 0.0) / top))
 
     return colour
 

@@ -56,6 +56,34 @@ class Dims:
     vocab_size: int  # rows of the unembedding the model computes logits for
 
 
+NORM_KINDS = ("LayerNorm", "RMSNorm")  # what `Adapter.norm_kind` may declare
+STAGES = ("embedding", "attention", "final")  # where a StreamNote's operation happens
+
+
+@dataclass(frozen=True)
+class MLPKind:
+    """What a family's MLP computes: `activation` (its name, e.g. 'GELU', 'SiLU', 'ReLU²') applied to
+    the first projection (plain), or to a gate projection then multiplied by a linear 'up'
+    projection (gated: hook_pre is the gate, hook_pre_linear the up projection)."""
+
+    activation: str
+    gated: bool = False
+
+
+@dataclass(frozen=True)
+class StreamNote:
+    """An operation on the residual stream beyond "each block adds its attention and MLP outputs",
+    for the page: where it happens (`stage`: 'embedding' = between the embedding and block 0,
+    'attention' = inside each layer's attention, 'final' = between the last block and the final
+    norm), a heading, the capture names that show it ('{l}' for the layer) and one line saying
+    what it does."""
+
+    stage: str
+    heading: str
+    tensors: tuple[str, ...]
+    text: str
+
+
 @dataclass
 class LoadedModel:
     """A model ready to capture: module tree in eval mode (float32), tokenizer, facts for the card."""
@@ -179,6 +207,28 @@ class Adapter:
         group = dims.n_head // dims.n_kv_head
         return torch.arange(dims.n_head) // group
 
+    # --- what the page says about the architecture (recorded in trace.json by `presentation`) ---
+
+    def norm_kind(self, loaded: LoadedModel) -> str:
+        """The kind of every norm of the model, one of NORM_KINDS (figure captions name it)."""
+        raise NotImplementedError
+
+    def mlp_kind(self, loaded: LoadedModel) -> MLPKind:
+        """What the MLP computes (figure captions and the page's MLP text say it)."""
+        raise NotImplementedError
+
+    def stream_notes(self, loaded: LoadedModel) -> list[StreamNote]:
+        """The model's extra residual-stream operations, one line each. Default: none."""
+        return []
+
+    def card_rows(self, loaded: LoadedModel) -> list[tuple[str, str]]:
+        """The page's model card, in order: (label, text) rows, dimensions included (`dims_rows`)."""
+        raise NotImplementedError
+
+    def training_step(self, loaded: LoadedModel) -> int | None:
+        """How far the checkpoint was trained (iterations or steps), for the list of reports; None: unknown."""
+        return None
+
     # --- generation: one step of the model's own forward with a key/value cache ---
 
     def start_cache(self, loaded: LoadedModel) -> "KVCache":
@@ -197,6 +247,41 @@ class Adapter:
         at the new positions (tests check it against `capture`). The caller never lets the cache pass
         n_ctx: a context that would is cropped and prefilled again (nanoGPT's `generate` crops)."""
         raise NotImplementedError
+
+
+def dims_rows(dims: Dims, context: str) -> list[tuple[str, str]]:
+    """The card's rows for the dimensions; `context` names the family's setting for n_ctx."""
+    return [
+        ("layers · heads · d_model · d_head · d_mlp",
+         f"{dims.n_layer} · {dims.n_head} · {dims.d_model} · {dims.d_head} · {dims.d_mlp}"),
+        (f"context ({context})", str(dims.n_ctx)),
+    ]
+
+
+def checkpoint_text(file: str | None, sha256: str | None = None) -> str:
+    """A card's checkpoint row: the file name and the start of its SHA-256."""
+    return f"{file}" + (f" (sha256 {sha256[:16]}…)" if sha256 else "")
+
+
+def presentation(loaded: LoadedModel) -> dict:
+    """What the adapter declares for the page, JSON-ready (trace.json's `presentation`): norm kind,
+    MLP kind, stream notes, card rows and training step. The figures and the page read only this,
+    never the card's keys."""
+    adapter = loaded.adapter
+    norm, mlp = adapter.norm_kind(loaded), adapter.mlp_kind(loaded)
+    if norm not in NORM_KINDS:
+        raise ValueError(f"{type(adapter).__name__}.norm_kind: {norm!r} is not one of {NORM_KINDS}")
+    notes = adapter.stream_notes(loaded)
+    for note in notes:
+        if note.stage not in STAGES:
+            raise ValueError(f"{type(adapter).__name__}.stream_notes: stage {note.stage!r} is not one of {STAGES}")
+    return {
+        "norm": norm,
+        "mlp": {"activation": mlp.activation, "gated": mlp.gated},
+        "stream_notes": [{"stage": n.stage, "heading": n.heading, "tensors": list(n.tensors), "text": n.text} for n in notes],
+        "card_rows": [[str(label), str(text)] for label, text in adapter.card_rows(loaded)],
+        "training_step": adapter.training_step(loaded),
+    }
 
 
 @dataclass

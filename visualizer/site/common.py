@@ -16,6 +16,7 @@ from pathlib import Path
 import jinja2
 import markupsafe
 
+import visualizer.figures.palette as palette
 from visualizer import __version__
 from visualizer.artefacts.layout import REPORT_MARKER
 from visualizer.model.tokenizer import readable
@@ -37,7 +38,18 @@ def environment() -> jinja2.Environment:
     env.filters["num"] = format_number
     env.filters["pct"] = lambda p: f"{100 * p:.2f}%"
     env.filters["tojson_safe"] = lambda obj: markupsafe.Markup(json_for_script(obj))  # for <script type="application/json">
+    env.filters["cell_style"] = cell_style
     return env
+
+
+def cell_style(value: float | None, scale: str = "diverging", limit: float = 1.0) -> str:
+    """Inline CSS (background and text colour) of a value on a palette scale: 'diverging' on
+    -limit..+limit, 'sequential' on 0..limit. No value: no colour."""
+    if value is None:
+        return ""
+    limit = limit if limit > 0 else 1.0
+    background = palette.colour(scale, value, -limit if scale == "diverging" else 0.0, limit)
+    return f"background: {palette.hex_of(background)}; color: {palette.hex_of(palette.ink_for(background))}"
 
 
 def format_number(x, digits: int = 4) -> str:
@@ -84,15 +96,15 @@ def report_row(root: Path, trace_path: Path) -> dict:
     trace = json.loads(trace_path.read_text(encoding="utf-8"))
     if not isinstance(trace, dict):
         raise ValueError("not a JSON object")
-    model = trace.get("model") if isinstance(trace.get("model"), dict) else {}
+    shown = trace.get("presentation") if isinstance(trace.get("presentation"), dict) else {}
     ids = trace.get("token_ids")
-    iter_num = model.get("iter_num")
+    step = shown.get("training_step")
     return {
         "href": report_href(root, trace_path.parent),
         "model": str(trace.get("model_name", "?")),
         "probe": str(trace.get("probe", "")),
         "n_tokens": len(ids) if isinstance(ids, list) else 0,
-        "iter_num": iter_num if isinstance(iter_num, (int, float)) and not isinstance(iter_num, bool) else None,
+        "training_step": step if isinstance(step, (int, float)) and not isinstance(step, bool) else None,
         "passed": trace.get("verification_passed") is True,
     }
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import markupsafe
 
 from visualizer import __version__
+import visualizer.figures.palette as palette
 import visualizer.site.common as site
 import visualizer.artefacts.attention_codec as codec
 
-# ColorBrewer YlGnBu (9 classes): a sequential scale for probabilities, light = unlikely
-PROB_COLOURS = ["#ffffd9", "#edf8b1", "#c7e9b4", "#7fcdbb", "#41b6c4", "#1d91c0", "#225ea8", "#253494", "#081d58"]
+LEGEND_POINTS = (0.0, 0.25, 0.5, 0.75, 1.0)  # probabilities shown in the colour legend
 
 CONTROL_NAMES = {
     "repetition_penalty": "repetition penalty",
@@ -30,9 +30,10 @@ CONTROL_NAMES = {
 
 
 def prob_colour(p: float) -> tuple[str, str]:
-    """(background, text colour) for a probability in [0, 1]."""
-    p = min(1.0, max(0.0, float(p)))
-    return PROB_COLOURS[min(len(PROB_COLOURS) - 1, int(p * len(PROB_COLOURS)))], ("#fff" if p >= 5 / 9 else "#111")
+    """(background, text colour) for a probability in [0, 1]: the palette's sequential scale,
+    as assets/generation.js colours it."""
+    background = palette.sequential(float(p))
+    return palette.hex_of(background), palette.hex_of(palette.ink_for(background))
 
 
 def browser_data(record: dict) -> dict:
@@ -89,8 +90,7 @@ def page_model(record: dict, snapshots: list[dict]) -> dict:
         background, colour = prob_colour(s["prob"])
         generated.append({"readable": s["readable"], "id": s["id"], "prob": s["prob"], "step": s["step"],
                           "style": f"background:{background};color:{colour}"})
-    legend = [{"label": f"{i / len(PROB_COLOURS):.2f}–{(i + 1) / len(PROB_COLOURS):.2f}", "colour": c,
-               "text": prob_colour((i + 0.5) / len(PROB_COLOURS))[1]} for i, c in enumerate(PROB_COLOURS)]
+    legend = [{"label": f"{p:.2f}", "colour": prob_colour(p)[0], "text": prob_colour(p)[1]} for p in LEGEND_POINTS]
     settings = record["settings"]
     return {
         "record": record,

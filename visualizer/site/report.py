@@ -4,11 +4,15 @@ drawn into `figures/`.
 
 Writes `index.html` (header, model card, tokens, verification, table of contents, every section
 with its figures, summary statistics, the final next-token table and the dot-product breakdown),
-`assets/` (style.css, viz.js) and `data/*.js` (the compact data the interactive views draw from,
-each file loaded only when its section is opened).
+`assets/` (style.css, palette.js, viz.js) and `data/*.js` (the compact data the interactive views
+draw from, each file loaded only when its section is opened).
 
-What this module does not do: run or load the model, draw figures (plots.py), or hold HTML
-(templates/ through site.py).
+What the page says about the architecture comes from trace.json's `presentation` (what the model's
+adapter declared: norm and MLP kinds, extra stream operations, the card's rows); colours come from
+figures/palette.py. This module names no model family and reads no family's card keys.
+
+What this module does not do: run or load the model, draw figures (plan.py), or hold HTML
+(templates/ through site/common.py).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 from safetensors import safe_open
 
 from visualizer import __version__
+import visualizer.figures.palette as palette
 import visualizer.site.common as site
 import visualizer.site.viewdata as viewdata
 from visualizer.errors import VisualizerError
@@ -32,19 +37,17 @@ FIGURE_FIELDS = ("key", "section", "file", "tensor", "shape", "scale", "title", 
 # Each section is a list of groups: (id, heading, tensors, one-sentence explanation). A figure goes
 # to the group named by its optional `group` field, else to the group listing its tensor, else
 # ("lens" / "neighbours" in its key) to that view's group, else to "more" at the section's end.
-# Names a family does not capture drop their group; captured names no group lists are shown in an
-# "Other tensors" group of their section (see leftover_groups).
+# Names a model does not capture drop their group; captured names no group lists are shown in an
+# "Other tensors" group of their section. The model's extra stream operations (trace.json's
+# `presentation.stream_notes`, declared by its adapter) add groups at their stage: 'embedding'
+# before "sum", 'attention' after "qkv", 'final' first. {norm} in a text is the declared norm kind.
 EMBEDDING_GROUPS = [
     ("embed", "Token embedding", ["hook_embed"],
      "Each probe token's row of the token-embedding matrix W_E: one d_model-wide vector per position."),
     ("pos_embed", "Position embedding", ["hook_pos_embed"],
      "The learned vector the model adds for each position."),
     ("ln_embed", "Normalised embedding", ["ln_embed.hook_normalized"],
-     "The token embedding after the model's embedding norm."),
-    ("smear", "Smear", ["hook_smear_gate", "hook_smear"],
-     "A gate per position and what it mixes in from the previous position's normalised embedding."),
-    ("x0", "x0", ["hook_x0"],
-     "The stream entering block 0, which later layers also mix back in with learned weights."),
+     "The token embedding after the model's embedding norm{norm}."),
     ("sum", "The residual stream entering layer 0", ["blocks.0.hook_resid_pre"],
      "What the first layer reads and writes into: the embedding step's output."),
     ("neighbours", "Nearest vocabulary neighbours", [],
@@ -55,11 +58,9 @@ LAYER_GROUPS = [
     ("resid_pre", "Residual stream entering the layer", ["blocks.{l}.hook_resid_pre"],
      "The running sum of everything written so far; every layer reads it and adds to it."),
     ("ln1", "ln_1 output", ["blocks.{l}.ln1.hook_normalized"],
-     "The residual stream normalised by the layer's first norm: what attention reads."),
+     "The residual stream normalised by the layer's first norm{norm}: what attention reads."),
     ("qkv", "Queries, keys and values, every head", ["blocks.{l}.attn.hook_q", "blocks.{l}.attn.hook_k", "blocks.{l}.attn.hook_v"],
      "Each head projects every position into a query (what it looks for), a key (what it offers) and a value (what it passes on)."),
-    ("ve", "Value embeddings", ["blocks.{l}.attn.hook_ve", "blocks.{l}.attn.hook_ve_gate"],
-     "A per-token embedding, gated per position and head, added to the values of this layer."),
     ("attention", "Attention scores and pattern, every head", ["blocks.{l}.attn.hook_attn_scores", "blocks.{l}.attn.hook_pattern"],
      "Scores are query·key scaled, −∞ where a query may not look (later positions); the pattern is their softmax over each row: how much each position reads from each earlier one."),
     ("z", "z and attn_out", ["blocks.{l}.attn.hook_z", "blocks.{l}.hook_attn_out"],
@@ -68,8 +69,7 @@ LAYER_GROUPS = [
      "resid_pre + attn_out: what the MLP half of the layer reads."),
     ("mlp", "MLP pre and post activations", ["blocks.{l}.ln2.hook_normalized", "blocks.{l}.mlp.hook_pre",
                                              "blocks.{l}.mlp.hook_pre_linear", "blocks.{l}.mlp.hook_post"],
-     "The second norm, then the MLP's first matrix gives the pre-activations and the nonlinearity turns them into the "
-     "post-activations (its neurons); a gated MLP multiplies them by a second, linear projection (hook_pre_linear)."),
+     "{mlp}"),
     ("mlp_out", "mlp_out", ["blocks.{l}.hook_mlp_out"],
      "The neurons' activations multiplied by the MLP's second matrix: what the MLP adds to the stream."),
     ("resid_post", "Residual stream leaving the layer", ["blocks.{l}.hook_resid_post"],
@@ -79,15 +79,23 @@ LAYER_GROUPS = [
 ]
 
 FINAL_GROUPS = [
-    ("resid_final", "Residual stream entering the final norm", ["hook_resid_final"],
-     "The last layer's output after the model's last adjustment (backout)."),
     ("ln_final", "ln_final output", ["ln_final.hook_normalized"],
-     "The residual stream normalised by the final norm: the vector each token's unembedding row is dotted with."),
+     "The residual stream normalised by the final norm{norm}: the vector each token's unembedding row is dotted with."),
     ("logits", "Next-token candidates at every position", ["logits"],
      "logits = ln_final(x) · W_U (then any cap the model applies); softmax turns them into the probability of each token coming next."),
     ("dla", "Dot-product breakdown of the top candidates", [], ""),
 ]
-FINAL_PREFIXES = ("ln_final.", "logits", "hook_resid_final", "unembed")  # other top-level names: embeddings
+FINAL_WORDS = ("final", "logits", "unembed")  # top-level names holding one of these go to the final section
+NOTE_PLACES = {"embedding": ("sum", 0), "attention": ("qkv", 1), "final": ("ln_final", 0)}  # (group, 0 before / 1 after)
+MLP_TEXT = {
+    None: "The second norm, then the MLP's first matrix gives the pre-activations and the nonlinearity turns them into the "
+          "post-activations (its neurons); a gated MLP multiplies them by a second, linear projection (hook_pre_linear).",
+    False: "The second norm, then the MLP's first matrix gives the pre-activations (hook_pre) and {act} turns them into the "
+           "post-activations (hook_post, its neurons).",
+    True: "The second norm, then the MLP's gate projection gives the pre-activations (hook_pre), its up projection a second, "
+          "linear input (hook_pre_linear), and {act}(gate) · up the hidden activations (hook_post, its neurons) that the "
+          "down projection reads.",
+}
 
 VIEW_KEYWORDS = (("lens", "lens"), ("neighbo", "neighbours"))
 
@@ -153,21 +161,39 @@ def place_figures(figures: list[dict], groups: list[dict]) -> list[dict]:
     return more
 
 
-def section_groups(spec, stats: dict, figures: list[dict], always: set[str], others: list[str], **fmt) -> dict:
+def with_notes(spec: list, notes: list[dict], stage: str) -> list:
+    """A section's group spec with the declared stream notes of `stage` placed in it (NOTE_PLACES)."""
+    anchor, after = NOTE_PLACES[stage]
+    extra = [(f"note-{i}", n["heading"], list(n["tensors"]), n["text"])
+             for i, n in enumerate(notes) if n["stage"] == stage]
+    at = next(i for i, g in enumerate(spec) if g[0] == anchor) + after
+    return spec[:at] + extra + spec[at:]
+
+
+def group_texts(declared: dict) -> dict:
+    """What {norm} and {mlp} stand for in the group texts, from the adapter's declarations."""
+    mlp = declared.get("mlp") or {}
+    gated = mlp.get("gated") if mlp else None
+    return {"norm": f" ({declared['norm']})" if declared.get("norm") else "",
+            "mlp": MLP_TEXT[gated].format(act=mlp.get("activation") or "the nonlinearity")}
+
+
+def section_groups(spec, stats: dict, figures: list[dict], always: set[str], others: list[str], texts: dict, **fmt) -> dict:
     """Groups of one section with their figures and statistics rows; empty groups dropped.
-    `others`: captured names of this section no group lists (shown in an "Other tensors" group)."""
+    `others`: captured names of this section no group lists (shown in an "Other tensors" group);
+    `texts`: what {norm} and {mlp} in a group's text stand for (group_texts)."""
     groups = []
     for gid, heading, tensors, text in spec:
         names = [t.format(**fmt) for t in tensors]
         groups.append(
-            {"id": gid, "heading": heading, "text": text, "tensors": names, "figures": [],
+            {"id": gid, "heading": heading, "text": text.format(**texts), "tensors": names, "figures": [],
              "stats": [(n, stats[n]) for n in names if n in stats]}
         )
     listed = {n for g in groups for n in g["tensors"]}
     extra = [n for n in others if n not in listed]
     if extra:
         groups.append({"id": "other", "heading": "Other tensors", "figures": [], "tensors": extra,
-                       "text": "Captured by this model's family; named as in activations.safetensors.",
+                       "text": "Captured for this model; named as in activations.safetensors.",
                        "stats": [(n, stats[n]) for n in extra]})
     more = place_figures(figures, groups)
     kept = [g for g in groups if g["figures"] or g["stats"] or g["id"] in always]
@@ -181,32 +207,21 @@ def token_chips(trace: dict) -> list[dict]:
     ]
 
 
-# --- colours for inline tables (viz.js has the same ramps for canvases) -------------------------
+# --- colours for inline tables (palette.py; assets/palette.js gives the canvases the same) ----
 
 def diverging(value: float, vmax: float) -> str:
-    """Blue (negative) - white (0) - red (positive), centred on zero, |value| / vmax saturating."""
-    t = 0.0 if vmax <= 0 else max(-1.0, min(1.0, value / vmax))
-    end = (178, 24, 43) if t > 0 else (33, 102, 172)
-    a = abs(t)
-    r, g, b = (round(255 + (c - 255) * a) for c in end)
-    return f"#{r:02x}{g:02x}{b:02x}"
-
-
-SEQUENTIAL_STOPS = ((255, 255, 255), (198, 219, 239), (107, 174, 214), (33, 113, 181), (8, 48, 107))  # as in viz.js
+    """Blue (negative) - white (0) - red (positive) on -vmax..vmax, as a hex colour."""
+    return palette.hex_of(palette.diverging(value, vmax))
 
 
 def sequential(p: float) -> str:
-    """White (0) to dark blue (1), for probabilities: the ramp viz.js uses on canvases."""
-    t = max(0.0, min(1.0, p)) * (len(SEQUENTIAL_STOPS) - 1)
-    i = min(int(t), len(SEQUENTIAL_STOPS) - 2)
-    f = t - i
-    lo, hi = SEQUENTIAL_STOPS[i], SEQUENTIAL_STOPS[i + 1]
-    r, g, b = (round(a + (c - a) * f) for a, c in zip(lo, hi))
-    return f"#{r:02x}{g:02x}{b:02x}"
+    """White (0) to dark blue (1), for probabilities, as a hex colour."""
+    return palette.hex_of(palette.sequential(p))
 
 
-def ink(background_strength: float) -> str:
-    return "#fff" if background_strength > 0.55 else "#1d1f23"
+def ink(background: str) -> str:
+    """Text colour readable on a hex background."""
+    return palette.hex_of(palette.ink_for(palette.rgb_of(background)))
 
 
 # --- the dot-product breakdown -----------------------------------------------------------------
@@ -245,7 +260,8 @@ def dla_view(dla: dict, n_layer: int, n_head: int) -> dict:
 def cell(name: str, value: float | None, vmax: float) -> dict:
     if value is None:
         return {"name": name, "value": None, "bg": "#fff", "fg": "#1d1f23"}
-    return {"name": name, "value": value, "bg": diverging(value, vmax), "fg": ink(abs(value) / vmax if vmax else 0)}
+    bg = diverging(value, vmax)
+    return {"name": name, "value": value, "bg": bg, "fg": ink(bg)}
 
 
 # --- data files ----------------------------------------------------------------------------------
@@ -353,8 +369,30 @@ def encoding_text(encoding: dict | None, T: int) -> str:
             f"The PNG figures show every entry.")
 
 
+def card_rows(trace: dict) -> list[list[str]]:
+    """The model card: the rows the adapter declared; for traces written before adapters declared
+    them, every scalar of the card and the dims, flattened (`a.b` for nested entries)."""
+    declared = (trace.get("presentation") or {}).get("card_rows")
+    if declared:
+        return declared
+    rows = []
+
+    def walk(prefix: str, obj) -> None:
+        for key, value in obj.items():
+            if isinstance(value, Mapping):
+                walk(f"{prefix}{key}.", value)
+            elif isinstance(value, (str, int, float, bool)) or value is None:
+                rows.append([f"{prefix}{key}", site.format_number(value)])
+
+    walk("", trace.get("model") or {})
+    walk("", trace.get("dims") or {})
+    return rows
+
+
 def page_model(folder: Path, trace: dict, report_data: dict, figures: list[dict], files: dict) -> dict:
     dims, stats = trace["dims"], trace["tensors"]
+    declared = trace.get("presentation") or {}
+    notes, texts = declared.get("stream_notes") or [], group_texts(declared)
     n_layer, n_head = dims["n_layer"], dims["n_head"]
     checked = [check_figure(folder, f) for f in figures]
     known = {"embeddings", "final", *(f"layer.{l}" for l in range(n_layer))}
@@ -362,16 +400,18 @@ def page_model(folder: Path, trace: dict, report_data: dict, figures: list[dict]
     for fig in checked:
         by_section.setdefault(fig["section"] if fig["section"] in known else "other", []).append(fig)
     top = sorted(n for n in stats if not n.startswith("blocks."))
-    final_names = [n for n in top if n.startswith(FINAL_PREFIXES)]
-    embeddings = section_groups(EMBEDDING_GROUPS, stats, by_section.get("embeddings", []), {"neighbours"},
-                                [n for n in top if n not in final_names])
+    final_names = [n for n in top if any(word in n for word in FINAL_WORDS)]
+    embeddings = section_groups(with_notes(EMBEDDING_GROUPS, notes, "embedding"), stats, by_section.get("embeddings", []),
+                                {"neighbours"}, [n for n in top if n not in final_names], texts)
     layers = [
         {"index": l, "data": f"data/layer-{l}.js",
-         **section_groups(LAYER_GROUPS, stats, by_section.get(f"layer.{l}", []), {"attention", "mlp", "resid_post", "lens"},
-                          sorted(n for n in stats if n.startswith(f"blocks.{l}.")), l=l)}
+         **section_groups(with_notes(LAYER_GROUPS, notes, "attention"), stats, by_section.get(f"layer.{l}", []),
+                          {"attention", "mlp", "resid_post", "lens"}, sorted(n for n in stats if n.startswith(f"blocks.{l}.")),
+                          texts, l=l)}
         for l in range(n_layer)
     ]
-    final = section_groups(FINAL_GROUPS, stats, by_section.get("final", []), {"logits", "dla"}, final_names)
+    final = section_groups(with_notes(FINAL_GROUPS, notes, "final"), stats, by_section.get("final", []), {"logits", "dla"},
+                           final_names, texts)
     T = report_data["positions"]
     last = report_data["final"]["topk"][-1]
     page = {
@@ -386,7 +426,10 @@ def page_model(folder: Path, trace: dict, report_data: dict, figures: list[dict]
         "layers": layers,
         "final": final,
         "other_figures": by_section.get("other", []),
-        "last_topk": [{**r, "bg": sequential(r["prob"]), "fg": ink(r["prob"])} for r in last],
+        "last_topk": [{**r, "bg": sequential(r["prob"]), "fg": ink(sequential(r["prob"]))} for r in last],
+        "card_rows": card_rows(trace),
+        "norm": declared.get("norm"),
+        "final_notes": [n for n in notes if n["stage"] == "final"],
         "last_entropy": report_data["final"]["entropy_bits"][-1],
         "dla": dla_view(report_data["dla"], n_layer, n_head),
         "encoding_text": encoding_text(files["encoding"], T),

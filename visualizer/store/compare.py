@@ -60,6 +60,7 @@ class Side:
             "model": self.trace.get("model_name"),
             "checkpoint_sha256": card.get("checkpoint_sha256"),
             "iter_num": card.get("iter_num"),
+            "card_rows": (self.trace.get("presentation") or {}).get("card_rows") or [],  # the page's card
             "probe": self.trace.get("probe"),
             "tokens": self.trace.get("tokens_readable"),
             "positions": len(self.trace.get("token_ids", [])),

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 import visualizer.model.hf.step as hf_step
-from visualizer.model.base import Adapter, Dims, HookSpec, KVCache, LoadedModel, StepOutput, slug
+from visualizer.model.base import Adapter, Dims, HookSpec, KVCache, LoadedModel, MLPKind, StepOutput, checkpoint_text, dims_rows, slug
 from visualizer.model.decompose import add_attention_pieces, frozen_layer_norm, frozen_rms_norm
 from visualizer.model.hf.architectures import Architecture
 from visualizer.model.hf.derive import (
@@ -67,6 +67,30 @@ class HFAdapter(Adapter):
 
     def final_norm(self, model) -> torch.nn.Module:
         return model.get_submodule(self.entry.tree.final_norm)
+
+    # --- what the page says: the entry's declared kinds and the card ---
+
+    def norm_kind(self, loaded: LoadedModel) -> str:
+        return self.entry.norm
+
+    def mlp_kind(self, loaded: LoadedModel) -> MLPKind:
+        return MLPKind(str(loaded.card["activation"]), gated=self.entry.mlp == "gated")
+
+    def card_rows(self, loaded: LoadedModel) -> list[tuple[str, str]]:
+        card = loaded.card
+        return [
+            ("family", "Hugging Face transformers"),
+            ("checkpoint", checkpoint_text(card["checkpoint_file"], card.get("checkpoint_sha256"))),
+            ("source", card["source"]),
+            *[(key, str(card[key])) for key in ("model_type", "architecture", "positions", "norm", "activation", "mlp",
+                                                 "sliding_window", "qk_norm", "n_kv_head", "tied_embeddings")
+              if key in card],
+            ("parameters", f"{card['n_params']:,}"),
+            *dims_rows(loaded.dims, self.entry.context_key),
+            ("vocabulary", card["tokenizer"]),
+            *[(f"model_args.{k}", str(v)) for k, v in card["model_args"].items()],
+            ("weights stored as", f"{card['weights_dtype']} (analysed in float32)"),
+        ]
 
     def start_cache(self, loaded: LoadedModel) -> KVCache:
         return hf_step.start_cache(loaded)

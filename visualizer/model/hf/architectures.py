@@ -71,6 +71,7 @@ class Architecture:
     window: str  # "none" | "every layer": config.sliding_window on all layers | "layer_types": on the layers it marks
     saved_buffers: str  # regex: keys older checkpoints saved that the model recomputes, allowed unused
     eager_bypass: tuple[str, ...] = ()  # config flags under which eager attention skips the attention function
+    context_key: str = "max_position_embeddings"  # the config.json key that sets the context length (the card names it)
 
 
 GPT2_TREE = Tree(
@@ -119,6 +120,7 @@ ENTRIES = {
             qkv_bias=True, out_bias=True, mlp_bias=True, kv_heads=None, qk_norm=None, window="none",
             saved_buffers=r"(^|\.)h\.\d+\.attn\.(bias|masked_bias)$",
             eager_bypass=("reorder_and_upcast_attn",),  # eager then runs its own upcast kernel, not the function
+            context_key="n_positions",
         ),
         Architecture(
             model_type="llama", transformers_class="LlamaForCausalLM", tree=DECODER_TREE, norm="RMSNorm", mlp="gated",

@@ -37,7 +37,19 @@ import torch
 from visualizer.errors import VisualizerError
 from visualizer.model.tokenizer import Encoded
 import visualizer.model.nanochat.step as nanochat_step
-from visualizer.model.base import Adapter, Dims, HookSpec, KVCache, LoadedModel, StepOutput, slug
+from visualizer.model.base import (
+    Adapter,
+    Dims,
+    HookSpec,
+    KVCache,
+    LoadedModel,
+    MLPKind,
+    StepOutput,
+    StreamNote,
+    checkpoint_text,
+    dims_rows,
+    slug,
+)
 from visualizer.model.block_hooks import block_specs
 from visualizer.model.checkpoint import StateDict, check_missing, file_sha256, torch_load
 from visualizer.model.nanochat.model import (
@@ -421,6 +433,46 @@ class NanochatAdapter(Adapter):
 
     def encode_chat(self, loaded: LoadedModel, user_text: str) -> Encoded:
         return loaded.tokenizer.encode_chat(user_text)
+
+    def norm_kind(self, loaded: LoadedModel) -> str:
+        return "RMSNorm"
+
+    def mlp_kind(self, loaded: LoadedModel) -> MLPKind:
+        return MLPKind("ReLU²")
+
+    def stream_notes(self, loaded: LoadedModel) -> list[StreamNote]:
+        cfg = self.config
+        if not cfg.current:
+            return [StreamNote("embedding", "x0", ("hook_x0",), "The stream entering block 0: the normalised embedding.")]
+        return [
+            StreamNote("embedding", "Smear", ("hook_smear_gate", "hook_smear"),
+                       "A gate per position and what it mixes in from the previous position's normalised embedding."),
+            StreamNote("embedding", "x0", ("hook_x0",),
+                       "The stream entering block 0, which every later layer also mixes back in with learned weights (x0 lambdas)."),
+            StreamNote("attention", "Value embeddings", ("blocks.{l}.attn.hook_ve", "blocks.{l}.attn.hook_ve_gate"),
+                       "A per-token embedding, gated per position and head, added to the values of this layer."),
+            StreamNote("final", "Backout", ("hook_resid_final",),
+                       f"The last layer's output minus λ times layer {cfg.backout_layer}'s output: the residual entering the final "
+                       "norm. The logit lens reads each layer's output without it."),
+        ]
+
+    def card_rows(self, loaded: LoadedModel) -> list[tuple[str, str]]:
+        card = loaded.card
+        weights = f"{card['weights_dtype']} (analysed in float32)" + ("; compiled (_orig_mod. keys)" if card["compiled_prefix"] else "")
+        return [
+            ("family", "nanochat"),
+            ("checkpoint", checkpoint_text(card["checkpoint_file"], card.get("checkpoint_sha256"))),
+            ("parameters", f"{card['n_params']:,}"),
+            *dims_rows(loaded.dims, "sequence_len"),
+            ("vocabulary", card["tokenizer"]),
+            *[(f"model_config.{k}", str(v)) for k, v in card["model_config"].items()],
+            ("step", f"{card['step']:,} ({card['meta_json']})"),
+            *[(label, text) for label, text in card["facts"]],
+            ("weights stored as", weights),
+        ]
+
+    def training_step(self, loaded: LoadedModel) -> int | None:
+        return loaded.card["step"]
 
     def plain_forward(self, loaded: LoadedModel, ids: torch.Tensor) -> torch.Tensor:
         return loaded.model(ids[None])[0]

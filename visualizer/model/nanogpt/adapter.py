@@ -22,7 +22,18 @@ from visualizer.errors import VisualizerError
 from visualizer.model.checkpoint import StateDict, check_missing, file_sha256, torch_load
 from visualizer.model.safe_pickle import load_restricted
 from visualizer.model.tokenizer import Tokenizer, from_meta, gpt2_bpe_offline
-from visualizer.model.base import Adapter, Dims, HookSpec, KVCache, LoadedModel, StepOutput, slug
+from visualizer.model.base import (
+    Adapter,
+    Dims,
+    HookSpec,
+    KVCache,
+    LoadedModel,
+    MLPKind,
+    StepOutput,
+    checkpoint_text,
+    dims_rows,
+    slug,
+)
 from visualizer.model.block_hooks import block_specs
 from visualizer.model.decompose import add_attention_pieces, frozen_layer_norm
 from visualizer.model.nanogpt.model import GPT, GPTConfig
@@ -213,6 +224,36 @@ class NanoGPTAdapter(Adapter):
     def plain_forward(self, loaded: LoadedModel, ids: torch.Tensor) -> torch.Tensor:
         logits, _ = loaded.model(ids[None])
         return logits[0]
+
+    def norm_kind(self, loaded: LoadedModel) -> str:
+        return "LayerNorm"
+
+    def mlp_kind(self, loaded: LoadedModel) -> MLPKind:
+        return MLPKind("GELU")
+
+    def card_rows(self, loaded: LoadedModel) -> list[tuple[str, str]]:
+        card, dims = loaded.card, loaded.dims
+        bias = card["model_args"].get("bias", True)
+        vocabulary = card["tokenizer"] + (f" from {card['meta_file']}" if card.get("meta_file") else "")
+        weights = f"{card['weights_dtype']} (analysed in float32)" + ("; compiled (_orig_mod. keys)" if card["compiled_prefix"] else "")
+        rows = [
+            ("family", "nanoGPT"),
+            ("checkpoint", checkpoint_text(card["checkpoint_file"], card.get("checkpoint_sha256"))),
+            ("positions", "learned position embedding (wpe)"),
+            ("norms", "LayerNorm " + ("with" if bias else "without") + " bias, eps 1e-5: before attention and MLP, before the head"),
+            ("MLP", f"GELU, {dims.d_mlp} wide"),
+            ("parameters", f"{card['n_params']:,}"),
+            *dims_rows(dims, "block_size"),
+            ("vocabulary", vocabulary),
+            *[(f"model_args.{k}", str(v)) for k, v in card["model_args"].items()],
+        ]
+        iters, best = card.get("iter_num"), card.get("best_val_loss")
+        rows += [("iter_num", "–" if iters is None else f"{iters:,}"), ("best_val_loss", "–" if best is None else f"{best:.4g}"),
+                 ("dataset", card.get("dataset") or "–")]
+        return rows + [("weights stored as", weights)]
+
+    def training_step(self, loaded: LoadedModel) -> int | None:
+        return loaded.card.get("iter_num")
 
     def forward_from_embeddings(self, loaded: LoadedModel, ids: torch.Tensor, tok_emb: torch.Tensor,
                                 positions: list[int] | None = None) -> torch.Tensor:
