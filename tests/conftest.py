@@ -15,6 +15,13 @@ except ImportError:
 
 import pytest  # noqa: E402
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # the suite runs in one worker process per core (pytest-xdist): one torch thread each, or the
+    # workers' thread pools fight over the same cores
+    import torch
+
+    torch.set_num_threads(1)
+
 # what running Python and pytest may leave in the tree: everything else a test writes is a bug
 IGNORED_PARTS = {"__pycache__", ".pytest_cache", ".venv", ".git"}
 

@@ -73,9 +73,9 @@ def save_png(image: Image.Image, path: Path, colors: int = 256, keep: np.ndarray
         distinct = np.array(sorted(c for _, c in found), dtype=np.int64)  # [d, 3]
     entries = png_palette(distinct, colors, keep).astype(np.int64)  # [n, 3]
     nearest = ((distinct[:, None, :] - entries[None, :, :]) ** 2).sum(-1).argmin(-1)  # [d]: itself when kept
-    table = np.zeros(1 << 24, dtype=np.uint8)  # packed colour -> palette index
-    table[_packed(distinct)] = nearest
-    quantized = Image.fromarray(table[_packed(np.asarray(image))], mode="P")
+    keys = _packed(distinct)  # [d] ascending (distinct is sorted)
+    pixels = np.searchsorted(keys, _packed(np.asarray(image)))  # [H, W]: each pixel's row in distinct
+    quantized = Image.fromarray(nearest.astype(np.uint8)[pixels], mode="P")
     quantized.putpalette(entries.astype(np.uint8).ravel().tolist())
     quantized.save(path, format="PNG", compress_level=6)
 

@@ -8,6 +8,7 @@ What this module does not do: compute anything from the model (analyze.py, captu
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from urllib.parse import quote
@@ -25,7 +26,9 @@ TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 STATIC = TEMPLATES / "static"
 
 
+@functools.lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
+    """The one jinja2 environment (templates compiled once per process)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         autoescape=True,
