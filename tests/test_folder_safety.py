@@ -160,18 +160,19 @@ KILL_STEPS = ("before-swap", "between-renames", "after-swap")
 
 @pytest.mark.parametrize("step,first_run", [(step, False) for step in KILL_STEPS] + [("before-swap", True)])
 def test_a_run_killed_at_any_step_is_recovered_by_the_next(tmp_path, tiny_checkpoint, step, first_run):
+    """Only the killed run is a separate process; the runs before and after it run in this one."""
     ckpt, meta = tiny_checkpoint
     args = ("--checkpoint", ckpt, "--meta", meta, "--probe", "a rose", "--out", tmp_path / "r", *FAST)
     (tmp_path / "mine.txt").write_text("mine")
     if not first_run:
-        assert run_tool(*args).returncode == 0
+        assert run_cli(*args)[0] == 0
     earlier = checksums(tmp_path / "r") if not first_run else None
     killed = run_tool(*args, env={"VISUALIZER_KILL_AT": step})
     assert killed.returncode == -9, killed.stderr
     if earlier is not None and step == "before-swap":
         assert checksums(tmp_path / "r") == earlier  # the earlier report is still whole
-    again = run_tool(*args)
-    assert again.returncode == 0, again.stderr
+    code, _, stderr = run_cli(*args)
+    assert code == 0, stderr
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == ["mine.txt", "r"], left  # nothing of the killed run is left beside it
     assert (tmp_path / "mine.txt").read_text() == "mine"

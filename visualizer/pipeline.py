@@ -314,7 +314,7 @@ def run_generate(config: GenerateConfig) -> int:
         bos = getattr(loaded.tokenizer, "bos_id", None)
         dropped = " (the prompt's first token, BOS, is cropped away with it)" if bos is not None and probe.ids[0] == bos else ""
         say(config.quiet, f"the context reached block_size {loaded.dims.n_ctx} at step {gen.slides[0]}: cropped to the "
-            f"last {loaded.dims.n_ctx} tokens from then on (as nanoGPT){dropped}, cache rebuilt at {len(gen.slides)} steps")
+            f"last {loaded.dims.n_ctx} tokens from then on{dropped}, cache rebuilt at {len(gen.slides)} steps")
     stop = {"max_new_tokens": "max tokens", "stop_string": f"stop string {gen.stop_string!r}",
             "no_allowed_token": "every token banned"}[gen.stop_reason]
     say(config.quiet, f"{len(gen.steps)} tokens generated (stopped: {stop}); verification {'FAILED' if failed else 'passed'}")

@@ -54,8 +54,8 @@ def _dict(value, where: str) -> dict:
     return value
 
 
-def check_trace(trace: dict, tensors: dict[str, torch.Tensor], where: str) -> None:
-    """The trace's dims are sane integers and every layer's attention pattern is in the tensors."""
+def check_trace(trace: dict, tensors: dict[str, torch.Tensor], where: str, need_patterns: bool = True) -> None:
+    """The trace's dims are sane integers and (need_patterns) every layer's attention pattern is in the tensors."""
     dims = _dict(trace.get("dims"), f"{where}: {layout.TRACE}: 'dims'")
     for key, bound in (("n_layer", MAX_LAYERS), ("n_head", MAX_HEADS)):
         value = dims.get(key)
@@ -64,19 +64,19 @@ def check_trace(trace: dict, tensors: dict[str, torch.Tensor], where: str) -> No
     for key in ("token_ids", "tokens_readable"):
         if not isinstance(trace.get(key), list):
             raise VisualizerError(f"{where}: {layout.TRACE}: '{key}' is missing or not a list")
-    for layer in range(dims["n_layer"]):
+    for layer in range(dims["n_layer"] if need_patterns else 0):
         name = f"blocks.{layer}.attn.hook_pattern"
         if name not in tensors:
             raise VisualizerError(f"{where}: {layout.ACTIVATIONS}: has no tensor '{name}' (trace.json declares "
                                   f"{dims['n_layer']} layers)")
 
 
-def read_run_files(folder: Path, owner: str, need_report_data: bool = True) -> RunFiles:
+def read_run_files(folder: Path, owner: str, need_report_data: bool = True, need_patterns: bool = True) -> RunFiles:
     """A report or trace folder's data files, checked; optional files are None when absent."""
     folder = Path(folder)
     trace = _dict(read_json(folder / layout.TRACE, owner), f"{owner}: {layout.TRACE}")
     tensors = read_activations(folder / layout.ACTIVATIONS, owner)
-    check_trace(trace, tensors, owner)
+    check_trace(trace, tensors, owner, need_patterns)
 
     def optional(name: str) -> dict | None:
         path = folder / name

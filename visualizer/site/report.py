@@ -26,6 +26,7 @@ import numpy as np
 from safetensors import safe_open
 
 from visualizer import __version__
+from visualizer.artefacts import layout
 import visualizer.figures.palette as palette
 import visualizer.site.common as site
 import visualizer.site.viewdata as viewdata
@@ -331,7 +332,7 @@ def write_data_files(folder: Path, trace: dict, report_data: dict) -> dict:
     data.mkdir(exist_ok=True)
     n_layer = trace["dims"]["n_layer"]
     thumbs, encoding = [], None
-    path = folder / "activations.safetensors"
+    path = folder / layout.ACTIVATIONS
     if not path.is_file():
         raise VisualizerError(f"{path}: missing (a report folder needs it to render)")
     with safe_open(str(path), framework="numpy") as f:
@@ -452,8 +453,8 @@ def render_folder(folder: Path, figures: list) -> None:
     report_data.json and activations.safetensors; `figures` (already drawn into folder) are
     placed in their sections. Same files in, same bytes out."""
     folder = Path(folder)
-    trace = read_json(folder / "trace.json")
-    report_data = read_json(folder / "report_data.json")
+    trace = read_json(folder / layout.TRACE)
+    report_data = read_json(folder / layout.REPORT_DATA)
     files = write_data_files(folder, trace, report_data)
     model = page_model(folder, trace, report_data, list(figures), files)
     model.update(optional_files(folder))

@@ -25,10 +25,11 @@ import visualizer.site.common as site
 from visualizer.analysis.distributions import js_bits, kl_bits, log_probs
 from visualizer.artefacts.attention_codec import encode_square
 from visualizer.errors import VisualizerError
-from visualizer.readfile import read_json
 from visualizer.store.traces import StoredTrace
 from visualizer.artefacts.folder import atomic_folder
-from visualizer.artefacts.trace import dumps, read_activations
+from visualizer.artefacts.layout import COMPARE
+from visualizer.artefacts.run_files import read_run_files
+from visualizer.artefacts.trace import dumps
 
 FORMAT = 1
 HEAD_VIEW_POSITIONS = 256  # head views hold at most the first this many positions (the page says so)
@@ -40,10 +41,8 @@ class Side:
     def __init__(self, stored: StoredTrace):
         owner = f"trace {stored.name}"
         self.stored = stored
-        self.trace = read_json(stored.folder / "trace.json", owner)
-        self.tensors = read_activations(stored.folder / "activations.safetensors", owner)
-        extra = stored.folder / "report_data.json"
-        self.report_data = read_json(extra, owner) if extra.is_file() else None
+        files = read_run_files(stored.folder, owner, need_report_data=False, need_patterns=False)
+        self.trace, self.tensors, self.report_data = files.trace, files.tensors, files.report_data
 
     def top1(self, n: int) -> list[str]:
         """Readable top next token at each of the first n positions."""
@@ -162,7 +161,7 @@ def write_site(out: Path, a: Side, b: Side, result: dict, protected: list[Path] 
     m = min(result["positions"], HEAD_VIEW_POSITIONS)
     have_patterns = result["attention_jsd"] is not None
     with atomic_folder(out, "compare", protected) as tmp:
-        (tmp / "compare.json").write_text(dumps(result, compact=True), encoding="utf-8")
+        (tmp / COMPARE).write_text(dumps(result, compact=True), encoding="utf-8")
         if have_patterns:
             (tmp / "data").mkdir()
             for layer in range(n_layer):
