@@ -223,3 +223,28 @@ def test_the_owner_file_lists_exactly_the_files_written(tmp_path, model_args):
     assert record["tool"] == "visualizer" and record["kind"] == "report"
     on_disk = sorted(os.path.relpath(os.path.join(d, f), out) for d, _, fs in os.walk(out) for f in fs)
     assert sorted(record["files"] + [layout.OWNER_FILE]) == on_disk
+
+
+def test_concurrent_runs_into_one_store_keep_both_traces(tmp_path, tiny_checkpoint):
+    ckpt, meta = tiny_checkpoint
+    store = tmp_path / "traces"
+    runs = [start_tool("--checkpoint", ckpt, "--meta", meta, "--probe", "a rose", "--out", tmp_path / f"r{i}",
+                       "--store", store, "--quiet", "--ig-steps", "0") for i in range(2)]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in runs]
+    assert all(code == 0 for code, _ in results), results
+    ids = sorted(p.name for p in store.iterdir())
+    assert len(ids) == 2 and ids[1] == ids[0] + "-2", ids
+    code, stdout, stderr = run_cli("traces", "list", "--store", store)
+    assert code == 0 and "2 of 2 traces" in stdout and "damaged" not in stdout + stderr
+
+
+def test_a_run_killed_while_storing_leaves_no_half_trace(tmp_path, tiny_checkpoint):
+    ckpt, meta = tiny_checkpoint
+    store = tmp_path / "traces"
+    args = ("--checkpoint", ckpt, "--meta", meta, "--probe", "a rose", "--store", store, "--quiet", "--ig-steps", "0")
+    killed = run_tool(*args, "--out", tmp_path / "r1", env={"VISUALIZER_KILL_AT": "store-before-rename"})
+    assert killed.returncode == -9
+    code, stdout, _ = run_cli("traces", "list", "--store", store)
+    assert code == 0 and "0 of 0 traces" in stdout  # the staged trace is invisible
+    assert run_cli(*args, "--out", tmp_path / "r2")[0] == 0
+    assert [p.name.startswith(".") for p in store.iterdir()] == [False]  # the dead run's staging is gone

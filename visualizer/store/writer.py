@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from visualizer.artefacts.layout import ACTIVATIONS, ANALYSIS, DATA_FILES, TRACE
+from visualizer.artefacts.folder import kill_point, leftover_pid, process_alive
 from visualizer.errors import VisualizerError
 from visualizer.readfile import read_json
 from visualizer.store.options import DTYPES, GROUPS, StoreOptions, tensor_group
@@ -88,6 +89,15 @@ def check_root(root: Path) -> None:
         raise VisualizerError(f"--store {root}: not a writable folder")
 
 
+def remove_dead_staging(root: Path) -> None:
+    """Staging folders (`.tmp-PID-*`) of runs that died before their rename: never visible as traces
+    (readers skip dot-folders), removed here once their process is gone."""
+    for entry in root.iterdir():
+        pid = leftover_pid(entry.name, ".tmp-")
+        if pid is not None and not process_alive(pid):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 def save(report_folder: Path, checkpoint: Path, options: StoreOptions, created: str | None = None) -> dict:
     """Store the run whose files are in `report_folder` as a new trace; returns its manifest."""
     report_folder, root = Path(report_folder), Path(options.root)
@@ -99,8 +109,9 @@ def save(report_folder: Path, checkpoint: Path, options: StoreOptions, created: 
     if options.dtype not in DTYPES:
         raise VisualizerError(f"--store-dtype {options.dtype!r}: choose float32 or float16")
     check_root(root)
+    remove_dead_staging(root)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=root))
     except OSError as e:
         raise VisualizerError(f"--store {root}: cannot write there ({e.strerror or e})") from None
     try:
@@ -153,6 +164,7 @@ def save(report_folder: Path, checkpoint: Path, options: StoreOptions, created: 
                                         encoding="utf-8")
             for path in [tmp, *tmp.iterdir()]:
                 os.chmod(path, 0o755 if path.is_dir() else 0o644)
+            kill_point("store-before-rename")
             try:
                 os.rename(tmp, target)
             except OSError:
