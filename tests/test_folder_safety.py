@@ -248,3 +248,43 @@ def test_a_run_killed_while_storing_leaves_no_half_trace(tmp_path, tiny_checkpoi
     assert code == 0 and "0 of 0 traces" in stdout  # the staged trace is invisible
     assert run_cli(*args, "--out", tmp_path / "r2")[0] == 0
     assert [p.name.startswith(".") for p in store.iterdir()] == [False]  # the dead run's staging is gone
+
+
+def corrupt(folder, name, content):
+    """Replace a stored trace's file and fix the manifest's record of it, so only the content is bad."""
+    import hashlib
+
+    (folder / name).write_bytes(content)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"][name] = {"bytes": len(content), "sha256": hashlib.sha256(content).hexdigest()}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+MALFORMED = [
+    ("trace.json", b"not json", "trace.json"),
+    ("trace.json", b"[1, 2]", "trace.json"),
+    ("trace.json", b'{"dims": {"n_layer": 1000000000, "n_head": 2}, "token_ids": [], "tokens_readable": []}', "n_layer"),
+    ("trace.json", b'{"dims": {"n_layer": "2", "n_head": 2}}', "n_layer"),
+    ("trace.json", b"\xff\xfe", "UTF-8"),
+    ("activations.safetensors", b"", "safetensors"),
+    ("activations.safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00{}", "safetensors"),
+    ("report_data.json", b"{", "report_data.json"),
+    ("report_data.json", b'"text"', "report_data.json"),
+]
+
+
+@pytest.mark.parametrize("name,content,needle", MALFORMED)
+def test_render_and_compare_of_a_malformed_trace_are_one_error_line(tmp_path, tiny_checkpoint, name, content, needle):
+    ckpt, meta = tiny_checkpoint
+    store = tmp_path / "traces"
+    assert run_cli("--checkpoint", ckpt, "--meta", meta, "--probe", "a rose", "--out", tmp_path / "r", "--store", store,
+                   "--quiet", "--ig-steps", "0")[0] == 0
+    trace = next(store.iterdir())
+    corrupt(trace, name, content)
+    before = checksums(tmp_path)
+    code, _, stderr = run_cli("render", trace.name, "--store", store, "--out", tmp_path / "again")
+    refused(code, stderr, needle)
+    if name != "report_data.json":  # compare reads report_data.json only when present and valid
+        code, _, stderr = run_cli("compare", trace.name, trace.name, "--store", store, "--out", tmp_path / "cmp")
+        refused(code, stderr, needle)
+    assert checksums(tmp_path) == before
