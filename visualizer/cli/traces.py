@@ -32,7 +32,7 @@ def warn(message: str) -> None:
 
 def short(text: str, width: int) -> str:
     """One line, at most `width` characters: newlines, tabs, control characters as symbols."""
-    text = "".join(ch if ch == " " else readable(ch) for ch in text or "")
+    text = one_line("".join(ch if ch == " " else readable(ch) for ch in text or ""))
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
