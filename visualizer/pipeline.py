@@ -179,6 +179,11 @@ def report_verdict(verification: dict) -> bool:
 
 def run_report(config: Config) -> int:
     """The report command: one folder per probe (and the site index when writing under a site root)."""
+    if config.out is not None:  # a careless --out is refused before the model is loaded
+        if len(config.probes) + len(config.chats) == 1:
+            check_target(config.out, "report", config.protected)
+        else:
+            check_site_root(config.out, site.site_index_names())
     loaded = open_model(config.model, config.quiet)
     checkpoint, _ = checkpoint_paths(config.model)
     probes = [prepare_probe(loaded, text) for text in config.probes]  # every probe checked before writing
