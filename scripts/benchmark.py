@@ -267,6 +267,7 @@ STAGES: list[Stage] = [
 class Timing:
     cold: float
     warm: list[float] = field(default_factory=list)
+    peak_mib: float | None = None  # peak resident memory during the first (cold) call
 
     @property
     def median(self) -> float:
@@ -283,6 +284,33 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def reset_stage_peak() -> bool:
+    """Start a new peak-memory window (Linux: writing 5 to /proc/self/clear_refs resets VmHWM)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def stage_peak_mib() -> float | None:
+    """VmHWM: the peak resident memory since the last reset_stage_peak (None off Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def timed_with_peak(fn: Callable[[Run], None], run: Run) -> tuple[float, float | None]:
+    """(seconds, peak resident MiB during the call, or None where it cannot be measured)."""
+    measurable = reset_stage_peak()
+    seconds = timed(fn, run)
+    return seconds, stage_peak_mib() if measurable else None
+
+
 def bench_model(spec: ModelSpec, repeats: int, is_large: bool, root: Path, stages: list[Stage] = STAGES) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="model-", dir=root))
     t0 = time.perf_counter()
@@ -296,7 +324,8 @@ def bench_model(spec: ModelSpec, repeats: int, is_large: bool, root: Path, stage
     for stage in stages:
         if is_large and not stage.large:
             continue
-        timing = Timing(cold=timed(stage.fn, run))
+        cold, peak = timed_with_peak(stage.fn, run)
+        timing = Timing(cold=cold, peak_mib=peak)
         if stage.repeats:
             timing.warm = [timed(stage.fn, run) for _ in range(repeats)]
         timings[stage.name] = timing
@@ -311,7 +340,8 @@ def bench_model(spec: ModelSpec, repeats: int, is_large: bool, root: Path, stage
         "tokens": len(run.probe.ids),
         "checkpoint_mib": checkpoint.stat().st_size / 2**20,
         "checkpoint_build_s": build_s,
-        "stages": {name: {"cold_s": t.cold, "median_s": t.median, "runs_s": t.warm} for name, t in timings.items()},
+        "stages": {name: {"cold_s": t.cold, "median_s": t.median, "runs_s": t.warm, "peak_mib": t.peak_mib}
+                   for name, t in timings.items()},
         **summary(timings),
         "peak_rss_mib": peak_rss_mib(),
     }
@@ -357,10 +387,11 @@ def summary(timings: dict[str, Timing]) -> dict:
 def print_model(result: dict, repeats: int) -> None:
     print(f"\n{result['model']}: {result['n_params']:,} parameters, {result['tokens']} tokens, "
           f"checkpoint {result['checkpoint_mib']:.1f} MiB (built in {result['checkpoint_build_s']:.1f} s)")
-    print(f"  {'stage':34} {'cold (1st)':>11} {'median':>10}  (of {repeats} more)")
+    print(f"  {'stage':34} {'cold (1st)':>11} {'median':>10} {'peak RSS':>10}  (of {repeats} more)")
     for name, t in result["stages"].items():
         median = f"{t['median_s'] * 1000:9.1f}ms" if t["runs_s"] else f"{'-':>11}"
-        print(f"  {name:34} {t['cold_s'] * 1000:9.1f}ms {median}")
+        peak = f"{t['peak_mib']:7.0f}MiB" if t.get("peak_mib") is not None else f"{'-':>10}"
+        print(f"  {name:34} {t['cold_s'] * 1000:9.1f}ms {median} {peak}")
     ratio = result.get("capture_over_plain_forward")
     if ratio is not None:
         print(f"  capture + verify / plain forward: {ratio:.2f}x (target <= {CAPTURE_TARGET_RATIO}x: "
