@@ -1,7 +1,7 @@
 """The app's routes: the page, its two assets, the JSON API and the site folder's reports.
 
     GET  /                         the app page (templates/app.html)
-    GET  /assets/app.js|app.css    its script and stylesheet
+    GET  /assets/app.js|app.css    its script and stylesheet (/favicon.ico: 204, nothing)
     GET  /api/health               answers at once, whatever the model thread is doing
     GET  /api/info                 the model, chat or not, the limits
     POST /api/generate             queue a generation      -> 202 {job, position}  (429 when full)
@@ -245,6 +245,7 @@ def create_app(ctx: work.Context, worker: Worker, token: str, allowed_hosts: tup
 
     routes = [
         Route("/", index),
+        Route("/favicon.ico", lambda request: Response(status_code=204)),
         Route("/assets/{name}", asset),
         Route("/api/health", health),
         Route("/api/info", info),

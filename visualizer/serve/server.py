@@ -95,6 +95,8 @@ def serve_forever(running: Running, open_browser: bool) -> None:
         threading.Timer(0.5, lambda: webbrowser.open(running.url)).start()
     try:
         running.server.run(sockets=running.server.sockets_given)
+    except KeyboardInterrupt:  # uvicorn stops gracefully, then raises the captured SIGINT again: a normal stop
+        pass
     finally:
         running.worker.stop()
         print("stopped", file=sys.stderr, flush=True)
