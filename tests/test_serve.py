@@ -393,8 +393,9 @@ def test_visualize_lands_in_the_store_unwatched_and_equals_render(app, tmp_path)
     assert (tmp_path / "store" / trace / "manifest.json").is_file()
     manifest = json.loads((tmp_path / "store" / trace / "manifest.json").read_text())
     assert manifest["probe"] == PROBE + done["result"]["continuation"] and manifest["tags"] == ["app-test"]
-    shown = ctx.site / "reports" / trace
-    assert result["url"] == f"/site/reports/{trace}/index.html"
+    shown = ctx.site / ctx.model_folder / trace  # <site>/<model>/<id>/ as `report` lays out visualizations/
+    assert result["url"] == f"/site/{ctx.model_folder}/{trace}/index.html"
+    assert client.get("/site/index.html")[0] == 200  # the reports' "all reports" link lands on the site index
     status, headers, page = client.get(result["url"])
     assert status == 200 and page == (shown / "index.html").read_bytes()
     assert "unsafe-inline" in headers["content-security-policy"] and "script-src 'self'" in headers["content-security-policy"]
@@ -406,7 +407,7 @@ def test_visualize_lands_in_the_store_unwatched_and_equals_render(app, tmp_path)
     for name in files:
         assert (shown / name).read_bytes() == (tmp_path / "rendered" / name).read_bytes(), name
     listed = client.json("/api/traces?tag=app-test")["traces"]
-    assert [t["id"] for t in listed] == [trace] and listed[0]["shown"]
+    assert [t["id"] for t in listed] == [trace] and listed[0]["url"] == result["url"]
     assert client.json("/api/traces?tag=nothing")["traces"] == []
     assert client.json("/api/traces?model=no-such-model")["traces"] == []
     # a second probe, then compare the two
@@ -534,7 +535,7 @@ def test_in_chromium_tokens_stream_while_the_job_runs_and_hostile_text_stays_tex
     assert page.locator("#prompt-text").text_content() == INJECTION_PROBE
     timing = page.locator("#timing").text_content()
     page.click("#visualize")
-    until(page, "document.getElementById('viewer').src.includes('/site/reports/')", 120_000)
+    until(page, "document.getElementById('viewer').src.includes('/index.html')", 120_000)
     frame = page.frame_locator("#viewer")
     frame.locator("ol.tokens .tok").first.wait_for(timeout=30_000)
     page.wait_for_selector("#traces tbody tr")

@@ -175,10 +175,10 @@
         cell(row, t.tags.concat(t.category ? [t.category] : []).join(", "));
         cell(row, t.created.replace("T", " ").replace("Z", ""));
         var td = cell(row, "");
-        if (t.shown) {
+        if (t.url) {
           var b = document.createElement("button");
           b.type = "button"; b.textContent = "show";
-          b.addEventListener("click", function () { show("/site/reports/" + t.id + "/index.html", "report " + t.id); });
+          b.addEventListener("click", function () { show(t.url, "report " + t.id); });
           td.appendChild(b);
         }
         body.appendChild(row);

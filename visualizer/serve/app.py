@@ -239,7 +239,7 @@ def create_app(ctx: work.Context, worker: Worker, token: str, allowed_hosts: tup
         found = store.scan(ctx.store)
         rows = [{"id": m["id"], "created": m["created"], "model": m["model"]["name"], "probe": m["probe"][:300],
                  "tokens": len(m.get("tokens", [])), "tags": m["tags"], "category": m["category"],
-                 "shown": (ctx.site / work.REPORTS / m["id"] / "index.html").is_file()}
+                 "url": shown_url(ctx, m)}
                 for m in reversed(found.manifests) if store.matches(m, tags, model)]
         return JSONResponse({"traces": rows, "damaged": len(found.damaged)})
 
@@ -259,6 +259,15 @@ def create_app(ctx: work.Context, worker: Worker, token: str, allowed_hosts: tup
         Mount("/site", app=site_files(ctx.site)),
     ]
     return Guard(Starlette(routes=routes), token, allowed_hosts)
+
+
+def shown_url(ctx: work.Context, manifest: dict) -> str | None:
+    """The app's page of a stored trace when it wrote one (the folder name is a slug: no path in it)."""
+    name = manifest["model"]["name"]
+    if not isinstance(name, str) or not TRACE_ID.fullmatch(manifest["id"]):
+        return None
+    url = work.report_url(name, manifest["id"])
+    return url if (ctx.site / work.model_folder(name) / manifest["id"] / "index.html").is_file() else None
 
 
 def has_chat(ctx: work.Context) -> bool:

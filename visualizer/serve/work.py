@@ -21,8 +21,7 @@ from visualizer.errors import VisualizerError
 from visualizer.model.base import LoadedModel
 from visualizer.serve.jobs import Job
 
-REPORTS = "reports"
-COMPARISONS = "compare"
+COMPARISONS = "compare"  # <site>/compare/<a>_<b>/; reports go to <site>/<model>/<trace id>/ as the CLI's layout
 
 
 @dataclass
@@ -37,11 +36,26 @@ class Context:
     generations: dict[str, dict] = field(default_factory=dict)  # generate job id -> its sequence so far
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def model_folder(self) -> str:
+        """The reports' folder under the site, named after the model as `report` names it."""
+        return model_folder(self.loaded.name)
+
     def sequence_of(self, job_id: str) -> dict | None:
         """A generation's prompt and tokens so far (a copy): Visualize reads it at request time."""
         with self.lock:
             record = self.generations.get(job_id)
             return None if record is None else {**record, "ids": list(record["ids"])}
+
+
+def model_folder(name: str) -> str:
+    from visualizer.model.base import slug
+
+    return slug(name)
+
+
+def report_url(model: str, trace_id: str) -> str:
+    return f"/site/{model_folder(model)}/{trace_id}/index.html"
 
 
 def token_event(loaded: LoadedModel, step) -> dict:
@@ -104,16 +118,27 @@ def visualize(ctx: Context, job: Job, text: str | None, chat: bool, sequence: di
     run = compute_run(ctx.loaded, probe, ctx.top_k)
     job.check_cancel()
     job.emit("progress", {"stage": "figures and page"})
-    reports = ctx.site / REPORTS
-    staging = reports / f"new-{job.id}"
+    reports = ctx.site / ctx.model_folder
+    staging = reports / f".new-{job.id}"
     write_run(staging, run, [ctx.store])
     manifest = store.save(staging, ctx.checkpoint, store.StoreOptions(root=ctx.store, tags=tags))
     final = reports / manifest["id"]
     if final.exists():
         raise VisualizerError(f"{final}: already exists; the new report stays in {staging}")
     os.rename(staging, final)
-    return {"trace": manifest["id"], "url": f"/site/{REPORTS}/{manifest['id']}/index.html",
+    index_site(ctx.site)
+    return {"trace": manifest["id"], "url": report_url(ctx.loaded.name, manifest["id"]),
             "tokens": len(probe.ids), "verification_passed": run.trace["verification_passed"]}
+
+
+def index_site(site: Path) -> None:
+    """The site's index.html (every report below it), as `report` writes it for several probes:
+    the reports' "all reports" link lands there."""
+    import visualizer.site.common as pages
+    from visualizer.artefacts.folder import update_site_root
+
+    files, _ = pages.site_index_files(site)
+    update_site_root(site, files, flag="--site")
 
 
 def compare(ctx: Context, job: Job, a: str, b: str) -> dict:
