@@ -173,7 +173,7 @@
         cell(row, t.model);
         cell(row, t.probe, "probe").title = t.probe;
         cell(row, t.tags.concat(t.category ? [t.category] : []).join(", "));
-        cell(row, t.created.replace("T", " ").replace("Z", ""));
+        cell(row, t.created.replace("T", " ").slice(0, 16), "created");
         var td = cell(row, "");
         if (t.url) {
           var b = document.createElement("button");
