@@ -417,6 +417,25 @@ def test_visualize_lands_in_the_store_unwatched_and_equals_render(app, tmp_path)
     assert client.get(compared["result"]["url"])[0] == 200
 
 
+def test_a_chat_model_offers_the_chat_box_and_generates_a_reply(app, tmp_path):
+    from tests.support.nanochat import make_nanochat
+    from visualizer.model.registry import load_model
+
+    folder = make_nanochat(tmp_path / "chat", n_layer=1, n_head=2, n_kv_head=1, n_embd=32, sequence_len=64)
+    client, _, _ = app(loaded=load_model(folder, None), checkpoint=folder)
+    assert client.json("/api/info")["chat"] is True
+    job = client.submit("/api/generate", {"text": "hello there", "chat": True, "max_new_tokens": 3, "temperature": 0})
+    state = client.wait(job)
+    assert state["state"] == "done" and state["result"]["tokens"] >= 1, state
+
+
+def test_a_model_without_a_chat_format_has_no_chat_box(app):
+    client, _, _ = app()
+    assert client.json("/api/info")["chat"] is False
+    status, _, data = client.post("/api/generate", {"text": PROBE, "chat": True})
+    assert status == 400 and "chat" in json.loads(data)["error"]
+
+
 # ------------------------------------------------------------------------------------------ command
 
 

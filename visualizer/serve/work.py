@@ -19,7 +19,7 @@ from pathlib import Path
 
 from visualizer.errors import VisualizerError
 from visualizer.model.base import LoadedModel
-from visualizer.serve.jobs import Job
+from visualizer.serve.jobs import KEEP_FINISHED, Job
 
 COMPARISONS = "compare"  # <site>/compare/<a>_<b>/; reports go to <site>/<model>/<trace id>/ as the CLI's layout
 
@@ -81,6 +81,8 @@ def generate(ctx: Context, job: Job, text: str, chat: bool, max_new_tokens: int,
     record = {"text": text, "chat": chat, "prompt_ids": list(probe.ids), "ids": []}
     with ctx.lock:
         ctx.generations[job.id] = record
+        for old in list(ctx.generations)[:-KEEP_FINISHED]:  # as many as the worker remembers jobs
+            del ctx.generations[old]
 
     def on_step(step) -> None:
         job.check_cancel()  # raised inside decode: the step in progress is dropped
