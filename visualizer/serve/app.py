@@ -139,6 +139,12 @@ def create_app(ctx: work.Context, worker: Worker, token: str, allowed_hosts: tup
         expect(isinstance(body, dict), "the body must be a JSON object")
         return body
 
+    def text_and_chat(body: dict) -> tuple[str, bool]:
+        """The probe and whether it is a chat message (only for a model with a chat format)."""
+        chat = bool(field(body, "chat", bool, False))
+        expect(not chat or chat_available, "chat: this model has no chat format")
+        return probe_text(body), chat
+
     def queued(kind: str, fn) -> JSONResponse:
         try:
             job = worker.submit(kind, fn)
@@ -168,47 +174,44 @@ def create_app(ctx: work.Context, worker: Worker, token: str, allowed_hosts: tup
                              "n_ctx": loaded.dims.n_ctx, "max_new_tokens": MAX_NEW_TOKENS,
                              "max_probe_bytes": MAX_PROBE_BYTES, "max_queued": worker.max_queued})
 
-    async def generate(request: Request) -> Response:
-        try:
-            body = await body_of(request)
-            text = probe_text(body)
-            chat = bool(field(body, "chat", bool, False))
-            expect(not chat or chat_available, "chat: this model has no chat format")
-            max_new = field(body, "max_new_tokens", int, 50, 1, MAX_NEW_TOKENS)
-            settings = sampling_settings(body)
-        except BadRequest as e:
-            return failed(str(e))
-        return queued("generate", lambda job: work.generate(ctx, job, text, chat, max_new, settings))
+    def job_route(kind: str, parse):
+        """A POST that queues a job: parse(body) checks every field and returns the job's work."""
 
-    async def visualize(request: Request) -> Response:
-        try:
-            body = await body_of(request)
-            tags = tags_of(body)
-            source = body.get("job")
-            if source is not None:
-                expect(isinstance(source, str) and JOB_ID.fullmatch(source) is not None, "job: not a job id")
-                sequence = ctx.sequence_of(source)
-                expect(sequence is not None, "job: no such generation")
-                text, chat = None, sequence["chat"]
-            else:
-                sequence, text = None, probe_text(body)
-                chat = bool(field(body, "chat", bool, False))
-                expect(not chat or chat_available, "chat: this model has no chat format")
-        except BadRequest as e:
-            return failed(str(e))
-        return queued("visualize", lambda job: work.visualize(ctx, job, text, chat, sequence, tags))
+        async def route(request: Request) -> Response:
+            try:
+                fn = parse(await body_of(request))
+            except BadRequest as e:
+                return failed(str(e))
+            return queued(kind, fn)
 
-    async def compare(request: Request) -> Response:
-        try:
-            body = await body_of(request)
-            a, b = body.get("a"), body.get("b")
-            for name, value in (("a", a), ("b", b)):
-                expect(isinstance(value, str) and TRACE_ID.fullmatch(value) is not None, f"{name}: not a trace id")
-                expect((ctx.store / value).is_dir(), f"{name}: no such trace in the store")
-            expect(a != b, "a and b are the same trace")
-        except BadRequest as e:
-            return failed(str(e))
-        return queued("compare", lambda job: work.compare(ctx, job, a, b))
+        return route
+
+    def generate(body: dict):
+        text, chat = text_and_chat(body)
+        max_new = field(body, "max_new_tokens", int, 50, 1, MAX_NEW_TOKENS)
+        settings = sampling_settings(body)
+        return lambda job: work.generate(ctx, job, text, chat, max_new, settings)
+
+    def visualize(body: dict):
+        tags = tags_of(body)
+        source = body.get("job")
+        if source is None:
+            sequence = None
+            text, chat = text_and_chat(body)
+        else:  # a generation: its prompt and the tokens so far
+            expect(isinstance(source, str) and JOB_ID.fullmatch(source) is not None, "job: not a job id")
+            sequence = ctx.sequence_of(source)
+            expect(sequence is not None, "job: no such generation")
+            text, chat = None, sequence["chat"]
+        return lambda job: work.visualize(ctx, job, text, chat, sequence, tags)
+
+    def compare(body: dict):
+        a, b = body.get("a"), body.get("b")
+        for name, value in (("a", a), ("b", b)):
+            expect(isinstance(value, str) and TRACE_ID.fullmatch(value) is not None, f"{name}: not a trace id")
+            expect((ctx.store / value).is_dir(), f"{name}: no such trace in the store")
+        expect(a != b, "a and b are the same trace")
+        return lambda job: work.compare(ctx, job, a, b)
 
     async def job_state(request: Request) -> Response:
         job = job_of(request)
@@ -249,9 +252,9 @@ def create_app(ctx: work.Context, worker: Worker, token: str, allowed_hosts: tup
         Route("/assets/{name}", asset),
         Route("/api/health", health),
         Route("/api/info", info),
-        Route("/api/generate", generate, methods=["POST"]),
-        Route("/api/visualize", visualize, methods=["POST"]),
-        Route("/api/compare", compare, methods=["POST"]),
+        Route("/api/generate", job_route("generate", generate), methods=["POST"]),
+        Route("/api/visualize", job_route("visualize", visualize), methods=["POST"]),
+        Route("/api/compare", job_route("compare", compare), methods=["POST"]),
         Route("/api/traces", traces),
         Route("/api/jobs/{job}", job_state),
         Route("/api/jobs/{job}/events", job_events),
