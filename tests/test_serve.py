@@ -351,21 +351,25 @@ def test_a_full_queue_answers_429_and_cancel_works(app, monkeypatch):
     assert client.post("/api/jobs/0123456789abcdef/cancel", {})[0] == 404
 
 
-def test_health_answers_fast_while_a_long_job_runs(app, monkeypatch):
-    gate = Gate(monkeypatch)
+def test_health_answers_fast_while_a_long_job_runs(app):
+    """A real job (1000 tokens past a 64-token context: a full forward per step) keeps the model
+    thread busy while /api/health is asked; the event loop never waits for it."""
     client, _, _ = app()
-    job = client.submit("/api/generate", {"text": PROBE, "max_new_tokens": 30})
-    assert gate.first.wait(30)
+    job = client.submit("/api/generate", {"text": PROBE, "max_new_tokens": 1000})
+    deadline = time.monotonic() + 30
+    while client.json(f"/api/jobs/{job}")["events"] < 5:  # queued, started, a few tokens
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     times = []
-    for _ in range(5):
+    for _ in range(7):
         start = time.perf_counter()
         status, _, data = client.get("/api/health")
         times.append(time.perf_counter() - start)
         assert status == 200 and json.loads(data)["queue"] == 1
     assert client.json(f"/api/jobs/{job}")["state"] == "running"
-    assert max(times) < 0.2, times
-    gate.release.set()
-    assert client.wait(job)["state"] == "done"
+    assert sorted(times)[5] < 0.2, times  # all but the slowest (a shared machine may stall any one request)
+    client.post(f"/api/jobs/{job}/cancel", {})
+    assert client.wait(job)["state"] == "cancelled"
 
 
 def test_events_resume_after_last_event_id(app):
