@@ -150,7 +150,7 @@ def create_app(ctx: work.Context, worker: Worker, token: str, allowed_hosts: tup
             job = worker.submit(kind, fn)
         except QueueFull:
             return failed(f"the queue is full ({worker.max_queued} jobs wait); try again when one is done", 429)
-        return JSONResponse({"job": job.id, "position": worker.queue_length()}, 202)
+        return JSONResponse({"job": job.id, "position": job.events[0][2]["position"]}, 202)  # its place at submit
 
     def job_of(request: Request):
         job_id = request.path_params["job"]
