@@ -132,6 +132,25 @@ def test_steps_and_probes_parsing(setup, tmp_path):
     assert r.result() == {"n": [2, 1], "mean": [2.0, 2.0], "std": [1.0, 0.0]}
 
 
+def test_cli_bad_input_is_one_line_before_any_work(setup, tmp_path):
+    from tests.support.cli import run_cli
+
+    base, folder = setup
+    (tmp_path / "empty.txt").write_text("\n", encoding="utf-8")
+    (tmp_path / "bad.jsonl").write_text('{"txt": "x"}\n', encoding="utf-8")
+    cases = [
+        (["--probes", base / "probes.txt", "--steps", "15"], "--steps: "),
+        (["--probes", tmp_path / "empty.txt"], "no probe in it"),
+        (["--probes", tmp_path / "bad.jsonl"], "line 1"),
+        (["--probes", base / "probes.txt", "--workers", "0"], "--workers 0"),
+    ]
+    for extra, message in cases:
+        code, _, err = run_cli("sweep", "--checkpoint", folder, "--store", tmp_path / "store",
+                               "--out", tmp_path / "page", *extra)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "page").exists() and not (tmp_path / "store").exists()
+
+
 def processes_with(token: str) -> list[int]:
     psutil = pytest.importorskip("psutil")
     found = []

@@ -47,16 +47,21 @@ def run(args) -> int:
     from visualizer.config import env_of, store_root
     from visualizer.errors import VisualizerError
     from visualizer.site.sweep import write_sweep_page
-    from visualizer.sweep.driver import Sweep, run_sweep
-    from visualizer.sweep.plan import plan_checkpoints
     from visualizer.artefacts.folder import check_target
+    from visualizer.model.registry import resolve_family
+    from visualizer.sweep.driver import Sweep, run_sweep
+    from visualizer.sweep.plan import count_probes, plan_checkpoints
 
     if args.workers is not None and args.workers < 1:
         raise VisualizerError(f"--workers {args.workers}: expected at least 1")
     store = None if args.summary_only else str(args.store or store_root(args, env_of(args)))
     protected = [Path(store)] if store and "://" not in store else []
     check_target(Path(args.out), "sweep", protected)  # refuse a foreign folder before the work
-    sweep = Sweep(checkpoints=tuple(plan_checkpoints(args.checkpoint, args.steps)), probes=Path(args.probes),
+    checkpoints = tuple(plan_checkpoints(args.checkpoint, args.steps))
+    for checkpoint in checkpoints:  # a bad --family or checkpoint is one line here, not a retried task
+        resolve_family(Path(checkpoint.path), args.family)
+    count_probes(Path(args.probes))
+    sweep = Sweep(checkpoints=checkpoints, probes=Path(args.probes),
                   store=store, family=args.family, tokenizer=args.tokenizer, meta=args.meta)
     say = (lambda _: None) if args.quiet else (lambda line: print(line, flush=True))
     summary = run_sweep(sweep, workers=args.workers, scheduler=args.scheduler, progress=say)
