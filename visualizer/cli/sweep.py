@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from visualizer.model.families import FAMILIES
+
 HELP = "run probes across training checkpoints on a Dask cluster; a sweep page of per-step statistics"
 DESCRIPTION = (
     "Every (checkpoint step, probe) is captured, verified and kept as a trace (its step in the manifest), on a "
@@ -35,7 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--summary-only", action="store_true", help="keep statistics only: no trace is stored")
     parser.add_argument("--out", metavar="DIR", default="visualizations/sweep",
                         help="the sweep page's folder (default visualizations/sweep)")
-    parser.add_argument("--family", help="the checkpoints' model family (default: detected)")
+    parser.add_argument("--family", choices=FAMILIES, help="the checkpoints' model family (default: detected)")
     parser.add_argument("--tokenizer", metavar="DIR", help="nanochat: the folder holding tokenizer.pkl")
     parser.add_argument("--meta", metavar="PATH", help="nanoGPT meta.pkl with the vocabulary")
     parser.add_argument("--env-file", metavar="PATH", help="read settings from this file instead of ./.env")
@@ -55,7 +57,10 @@ def run(args) -> int:
     if args.workers is not None and args.workers < 1:
         raise VisualizerError(f"--workers {args.workers}: expected at least 1")
     store = None if args.summary_only else str(args.store or store_root(args, env_of(args)))
-    protected = [Path(store)] if store and "://" not in store else []
+    from visualizer.store.traces import is_local, store_filesystem
+
+    fs, root = store_filesystem(store) if store else (None, None)
+    protected = [Path(root)] if fs is not None and is_local(fs) else []  # no page inside or around a local store
     check_target(Path(args.out), "sweep", protected)  # refuse a foreign folder before the work
     checkpoints = tuple(plan_checkpoints(args.checkpoint, args.steps))
     for checkpoint in checkpoints:  # a bad --family or checkpoint is one line here, not a retried task
