@@ -34,6 +34,9 @@ WORDS = ("but soft what light through yonder window breaks it is the east and ju
          "kill envious moon who already sick pale with grief").split()
 
 
+BATCH = 8  # probes per task
+
+
 def write_probes(path: Path, n: int) -> Path:
     rng = random.Random(0)
     lines = [("ROMEO: " if i % 2 else "JULIET: ") + " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 6)))
@@ -46,7 +49,8 @@ def timed_sweep(probes: Path, workers: int, store: str | None) -> tuple[float, f
     """(cluster start s, sweep s, driver tracemalloc peak bytes, summary)."""
     from distributed import Client, LocalCluster
 
-    sweep = Sweep(checkpoints=tuple(plan_checkpoints([str(DEMO_CHECKPOINT)], "all")), probes=probes, store=store)
+    sweep = Sweep(checkpoints=tuple(plan_checkpoints([str(DEMO_CHECKPOINT)], "all")), probes=probes, store=store,
+                  batch=BATCH)  # one batch size for every run, so the driver's peaks compare
     start = time.perf_counter()
     with LocalCluster(host="127.0.0.1", dashboard_address=None, processes=True, threads_per_worker=1,
                       n_workers=workers, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
