@@ -2,8 +2,8 @@
 checkpoint), with 1 and then 2 local workers (one process and one thread each), into a temporary
 trace store. Prints each run's wall time (the cluster's start apart), the speed-up ratio, and the
 driver's peak memory (Python allocations, tracemalloc) for a tenth of the probes and for all of
-them: the driver folds statistics as results arrive and keeps a bounded window of tasks, so its
-peak must not grow with the number of probes. Run from the repo root:
+them: the driver folds statistics as results arrive and keeps a bounded window of tasks (of one
+batch size, BATCH, in every run), so its peak must not grow with the number of probes. Run from the repo root:
 
     python scripts/bench_sweep.py [--probes 1000] [--summary-only]
 
