@@ -24,6 +24,7 @@ COMMANDS = {
     "render": "render",
     "compare": "compare",
     "serve": "serve",
+    "sweep": "sweep",
 }
 
 

@@ -97,3 +97,12 @@ def load_model(
     if meta:
         raise VisualizerError("--meta is for nanoGPT checkpoints; a Hugging Face folder brings its own tokenizer")
     return hf.load(checkpoint, torch_device)
+
+
+def checkpoint_steps(checkpoint: Path) -> dict[int, Path]:
+    """step -> weights file of a folder of training checkpoints (nanochat's model_NNNNNN.pt); {} when
+    `checkpoint` is not such a folder."""
+    path = Path(checkpoint)
+    if not path.is_dir() or not nanochat.looks_like_nanochat(path):
+        return {}
+    return nanochat.steps_in(nanochat.checkpoint_folder(path))

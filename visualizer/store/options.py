@@ -65,3 +65,28 @@ def parse_keep(values: list[str] | None) -> tuple[str, ...]:
             if group not in groups:
                 groups.append(group)
     return tuple(sorted(groups))
+
+
+def store_filesystem(location: str | Path):
+    """(fsspec filesystem, root path inside it) for a store given as a URL (`file://`, `memory://`,
+    `s3://`, ... once its filesystem package is installed) or a plain local path (the `file://` case).
+    Imported lazily: the local store's commands never need fsspec."""
+    import fsspec
+    from fsspec.implementations.local import LocalFileSystem
+
+    text = str(location)
+    if "://" not in text:
+        return LocalFileSystem(), str(Path(text).resolve())
+    try:
+        fs, root = fsspec.core.url_to_fs(text)
+    except (ImportError, ValueError) as e:
+        raise VisualizerError(f"--store {text}: no filesystem for this URL ({str(e).splitlines()[0][:160]})") from None
+    if isinstance(fs, LocalFileSystem):
+        root = str(Path(root).resolve())
+    return fs, root.rstrip("/") or "/"
+
+
+def is_local(fs) -> bool:
+    from fsspec.implementations.local import LocalFileSystem
+
+    return isinstance(fs, LocalFileSystem)

@@ -6,6 +6,8 @@ What this module does not do: write traces (writer.py), or import torch at modul
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -65,19 +67,54 @@ def read_manifest(folder: Path) -> dict:
     return check_manifest(read_json(folder / MANIFEST, f"trace {folder.name}"), folder.name)
 
 
-def verify_files(folder: Path, manifest: dict) -> None:
-    """Every file the manifest lists exists with its recorded size and sha256."""
+def verify_files(folder: Path | str, manifest: dict, fs=None) -> None:
+    """Every file the manifest lists exists with its recorded size and sha256 (on local disk, or on
+    the fsspec filesystem `fs`)."""
     trace_id = manifest["id"]
     for name, record in sorted(manifest["files"].items()):
-        path = folder / name
-        if not path.is_file():
+        if fs is None:
+            path = Path(folder) / name
+            exists, size = path.is_file(), (path.stat().st_size if path.is_file() else None)
+        else:
+            path = f"{folder}/{name}"
+            exists = fs.isfile(path)
+            size = fs.size(path) if exists else None
+        if not exists:
             raise VisualizerError(f"trace {trace_id}: {name}: missing")
-        size = path.stat().st_size
         if size != record["bytes"]:
             raise VisualizerError(f"trace {trace_id}: {name}: {size} bytes, the manifest says {record['bytes']} "
                                   f"(truncated or changed)")
-        if file_record(path)["sha256"] != record["sha256"]:
+        digest = file_record(path)["sha256"] if fs is None else fs_sha256(fs, path)
+        if digest != record["sha256"]:
             raise VisualizerError(f"trace {trace_id}: {name}: content changed since it was stored (sha256 differs)")
+
+
+def fs_sha256(fs, path: str) -> str:
+    digest = hashlib.sha256()
+    with fs.open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def scan_store(fs, root: str) -> Scan:
+    """`scan` on an fsspec filesystem: every trace folder whose manifest is written (the manifest is
+    written last, so a folder without one is a commit in progress and not listed); dot-folders
+    (staging) are skipped; a damaged manifest is reported."""
+    result = Scan()
+    if not fs.isdir(root):
+        return result
+    for entry in sorted(fs.ls(root, detail=True), key=lambda e: e["name"]):
+        name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+        if entry["type"] != "directory" or name.startswith(".") or not fs.isfile(f"{root}/{name}/{MANIFEST}"):
+            continue
+        try:
+            text = fs.cat_file(f"{root}/{name}/{MANIFEST}").decode("utf-8")
+            result.manifests.append(check_manifest(json.loads(text), name))
+        except (VisualizerError, ValueError) as e:
+            result.damaged.append(str(e) if isinstance(e, VisualizerError) else f"trace {name}: {MANIFEST}: {e}")
+    result.manifests.sort(key=lambda m: (m["created"], m["id"]))
+    return result
 
 
 def trace_folders(root: Path) -> list[Path]:

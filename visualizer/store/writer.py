@@ -98,6 +98,40 @@ def remove_dead_staging(root: Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
+def build_manifest(trace: dict, analysis: dict | None, files: dict, checkpoint: str, options: StoreOptions,
+                   tensors: int, created: str, extra: dict | None = None) -> dict:
+    """A trace's manifest (its id still None) from its trace record, analysis and file records."""
+    card = trace.get("model", {})
+    return {
+        "format": MANIFEST_FORMAT,
+        "id": None,
+        "created": created,
+        "model": {
+            "name": trace.get("model_name"),
+            "family": trace.get("family"),
+            "path": checkpoint,
+            "checkpoint_sha256": card.get("checkpoint_sha256"),
+            "iter_num": card.get("iter_num"),
+            "dims": trace.get("dims"),
+            "tokenizer": card.get("tokenizer"),
+        },
+        "probe": trace.get("probe"),
+        "tokens": trace.get("tokens"),
+        "token_ids": trace.get("token_ids"),
+        "tags": list(options.tags),
+        "category": options.category,
+        "summary": summary_figures(trace, analysis),
+        "kept": {
+            "groups": list(options.keep) or sorted(GROUPS),
+            "all_groups": not options.keep,
+            "dtype": options.dtype,
+            "tensors": tensors,
+        },
+        "files": files,
+        **(extra or {}),
+    }
+
+
 def save(report_folder: Path, checkpoint: Path, options: StoreOptions, created: str | None = None) -> dict:
     """Store the run whose files are in `report_folder` as a new trace; returns its manifest."""
     report_folder, root = Path(report_folder), Path(options.root)
@@ -125,34 +159,9 @@ def save(report_folder: Path, checkpoint: Path, options: StoreOptions, created: 
             else:
                 continue
             files[name] = file_record(tmp / name)
+        manifest = build_manifest(trace, analysis, files, str(Path(checkpoint).resolve()), options, len(names),
+                                  created or now_utc())
         card = trace.get("model", {})
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "id": None,
-            "created": created or now_utc(),
-            "model": {
-                "name": trace.get("model_name"),
-                "family": trace.get("family"),
-                "path": str(Path(checkpoint).resolve()),
-                "checkpoint_sha256": card.get("checkpoint_sha256"),
-                "iter_num": card.get("iter_num"),
-                "dims": trace.get("dims"),
-                "tokenizer": card.get("tokenizer"),
-            },
-            "probe": trace.get("probe"),
-            "tokens": trace.get("tokens"),
-            "token_ids": trace.get("token_ids"),
-            "tags": list(options.tags),
-            "category": options.category,
-            "summary": summary_figures(trace, analysis),
-            "kept": {
-                "groups": list(options.keep) or sorted(GROUPS),
-                "all_groups": not options.keep,
-                "dtype": options.dtype,
-                "tensors": len(names),
-            },
-            "files": files,
-        }
         base = base_id(card.get("checkpoint_sha256", ""), trace.get("probe", ""), trace.get("token_ids", []),
                        options.keep, options.dtype)
         for n in range(1, 10_000):
@@ -174,3 +183,59 @@ def save(report_folder: Path, checkpoint: Path, options: StoreOptions, created: 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+# --- stores on fsspec filesystems: staged by workers, committed by one driver -------------------------
+
+
+def staging_prefix(fs, root: str, token: str) -> str:
+    """Where a sweep's workers write: a dot-folder of the root (readers skip it) carrying the driver's
+    pid, so a later save removes it once that driver is gone (remove_dead_staging)."""
+    return f"{root}/.tmp-{os.getpid()}-sweep-{token}"
+
+
+def stage_files(fs, staged: str, local_folder: Path) -> dict:
+    """Upload a run's data files from a local folder to `staged`; returns name -> {bytes, sha256}."""
+    files = {}
+    fs.makedirs(staged, exist_ok=True)
+    for name in DATA_FILES:
+        source = Path(local_folder) / name
+        if source.is_file():
+            files[name] = file_record(source)
+            fs.put_file(str(source), f"{staged}/{name}")
+    return files
+
+
+def _free_id(fs, root: str, base: str) -> str:
+    for n in range(1, 10_000):
+        trace_id = base if n == 1 else f"{base}-{n}"
+        if not fs.exists(f"{root}/{trace_id}"):
+            return trace_id
+    raise VisualizerError(f"--store {root}: no free id for {base}")
+
+
+def commit_staged(fs, root: str, staged: str, manifest: dict) -> dict:
+    """Make a staged trace visible under its id (the driver alone calls this, one trace at a time).
+    Local disk: the manifest goes into the staged folder, which is renamed (atomic, as `save`).
+    Object stores have no rename: files are copied, their sizes checked, and the manifest written
+    LAST; a trace without its manifest is never listed (reader.scan_store)."""
+    base = base_id(manifest["model"]["checkpoint_sha256"] or "", manifest["probe"] or "", manifest["token_ids"] or [],
+                   tuple(() if manifest["kept"]["all_groups"] else manifest["kept"]["groups"]), manifest["kept"]["dtype"])
+    manifest = dict(manifest, id=_free_id(fs, root, base))
+    text = json.dumps(manifest, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
+    target = f"{root}/{manifest['id']}"
+    from visualizer.store.options import is_local
+
+    if is_local(fs):
+        Path(staged, MANIFEST).write_text(text, encoding="utf-8")
+        for path in [Path(staged), *Path(staged).iterdir()]:
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        os.rename(staged, target)
+        return manifest
+    for name, record in sorted(manifest["files"].items()):
+        fs.copy(f"{staged}/{name}", f"{target}/{name}")
+        if fs.size(f"{target}/{name}") != record["bytes"]:
+            raise VisualizerError(f"--store {root}: {manifest['id']}/{name}: size differs after the copy")
+    fs.pipe_file(f"{target}/{MANIFEST}", text.encode("utf-8"))
+    fs.rm(staged, recursive=True)
+    return manifest
