@@ -169,7 +169,8 @@ def report_verdict(verification: dict) -> bool:
     """Print each failed check of a verification (name -> check); True when every one passed."""
     for name, check in verification.items():
         if not check["passed"]:
-            print(f"VERIFICATION FAILED: {name}: max abs error {check['max_abs_error']} > {check['tolerance']}",
+            detail = f" ({check['detail']})" if check.get("detail") else ""
+            print(f"VERIFICATION FAILED: {name}: max abs error {check['max_abs_error']} > {check['tolerance']}{detail}",
                   file=sys.stderr)
     return all(check["passed"] for check in verification.values())
 
@@ -207,9 +208,9 @@ def run_report(config: Config) -> int:
             manifest = store.save(folder, checkpoint, config.store)
             say(config.quiet, f"trace: {manifest['id']} in {config.store.root}")
         failed |= not report_verdict(trace["verification"])
-        best = trace["next_tokens"][0]
+        best = trace["next_tokens"][0] if trace["next_tokens"] else None  # none when the logits are not finite
         say(config.quiet, f"{len(probe.ids)} tokens; verification {'passed' if trace['verification_passed'] else 'FAILED'}; "
-            f"next token {best['readable']!r} ({best['prob']:.3f})")
+            + (f"next token {best['readable']!r} ({best['prob']:.3f})" if best else "no next token (the logits are not finite)"))
         say(config.quiet, f"report: {folder / 'index.html'}")
     if site_root is not None:
         files, skipped = site.site_index_files(site_root)

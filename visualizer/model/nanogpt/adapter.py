@@ -97,13 +97,34 @@ def clean_state_dict(path: Path, state: object, model: GPT) -> tuple[dict, dict]
     facts = {"compiled_prefix": read.compiled, "weights_dtype": str(first.dtype).replace("torch.", "") if first is not None else None}
     cleaned = read.float32()
     tied = ("transformer.wte.weight", "lm_head.weight")
-    if tied[0] in cleaned and tied[1] in cleaned and not torch.equal(cleaned[tied[0]], cleaned[tied[1]]):
-        raise VisualizerError(f"{path}: 'lm_head.weight' differs from 'transformer.wte.weight'; nanoGPT ties them")
+    if tied[0] in cleaned and tied[1] in cleaned:
+        check_tied(path, cleaned[tied[0]], cleaned[tied[1]])
     for a, b in (tied, tied[::-1]):
         if a in cleaned and b not in cleaned:
             cleaned[b] = cleaned[a]
     check_missing(path, cleaned, expected)
     return cleaned, facts
+
+
+def check_tied(path: Path, wte: torch.Tensor, lm_head: torch.Tensor) -> None:
+    """nanoGPT's lm_head.weight is wte.weight (one matrix saved under both keys): the first entry
+    where they differ is named, and said to be a NaN or an infinity when it is one (NaN equals
+    NaN here: the same matrix with a NaN in it is still one matrix)."""
+    same = (wte == lm_head) | (wte.isnan() & lm_head.isnan())  # [vocab, n_embd]
+    if bool(same.all()):
+        return
+    differ = ~same
+    row, col = (int(i) for i in differ.nonzero()[0])
+    a, b = float(wte[row, col]), float(lm_head[row, col])
+    count = int(differ.sum())
+    broken = int((differ & ~(torch.isfinite(wte) & torch.isfinite(lm_head))).sum())
+    if broken == count:
+        what = f"the copies differ only where one holds a NaN or an infinity ({count} entr{'y' if count == 1 else 'ies'})"
+    else:
+        what = f"{count} entries differ" + (f", {broken} of them NaN or infinite in one copy" if broken else "")
+    raise VisualizerError(
+        f"{path}: 'lm_head.weight' differs from 'transformer.wte.weight' (nanoGPT ties them: one matrix): "
+        f"at [{row}, {col}] lm_head.weight holds {b:.6g}, transformer.wte.weight {a:.6g}; {what}")
 
 
 def find_meta(checkpoint: Path, ckpt: dict) -> Path | None:
