@@ -65,9 +65,11 @@ def probe_folder(probe: Probe) -> str:
 
 
 def checkpoint_paths(source: ModelSource) -> tuple[Path, Path | None]:
-    """The checkpoint and meta to read: the embedded demo when no checkpoint is given."""
+    """The checkpoint and meta to read: the embedded demo when no checkpoint is given (its meta.pkl
+    only for the family it is: a --family naming another gets the demo's own error, not one about
+    a --meta nobody gave)."""
     if source.checkpoint is None:
-        return DEMO_CHECKPOINT, source.meta or DEMO_META
+        return DEMO_CHECKPOINT, source.meta or (DEMO_META if source.family in (None, "nanogpt") else None)
     return source.checkpoint, source.meta
 
 
