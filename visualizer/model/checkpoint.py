@@ -19,6 +19,7 @@ import torch
 from visualizer.errors import VisualizerError
 
 COMPILED_PREFIX = "_orig_mod."
+MAX_CONTEXT = 1 << 20  # positions: far above any model this tool opens; a bound on tables sized by a declared context
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
@@ -126,10 +127,14 @@ def check_missing(path: Path, present: dict, expected: dict, hint: str = "") -> 
         raise VisualizerError(f"{path}: missing state-dict key '{missing[0]}'{more}{hint}")
 
 
-def check_sizes(state: StateDict, where: str, sizes: list[tuple[str, int, tuple[str, ...], int]]) -> None:
+def check_sizes(state: StateDict, where: str, sizes: list[tuple[str, int, tuple[str, ...], int]],
+                source: Path | None = None, shown: dict[str, str] | None = None) -> None:
     """Declared sizes against the stored tensors, before a model of those sizes is allocated: each
     (field, value, keys, axis) needs the first of `keys` the state dict has to be `value` long
-    along `axis`. A VisualizerError names the field, its value, the key and the key's shape."""
+    along `axis`. A VisualizerError names the field (of `where`, in `source` when the sizes come
+    from another file than the weights), its value (or `shown[field]`), the key and its shape."""
+    shown = shown or {}
+    prefix, of = (state.path, "") if source is None else (source, f" in {state.path.name}")
     for field, value, keys, axis in sizes:
         key = next((k for k in keys if k in state.tensors), None)
         if key is None:
@@ -137,19 +142,22 @@ def check_sizes(state: StateDict, where: str, sizes: list[tuple[str, int, tuple[
         shape = tuple(state.tensors[key].shape)
         if len(shape) <= axis or shape[axis] != value:
             raise VisualizerError(
-                f"{state.path}: {where}['{field}'] is {value} but state-dict key '{state.raw[key]}' has shape {shape}"
+                f"{prefix}: {where}['{field}'] is {shown.get(field, value)} but state-dict key '{state.raw[key]}'{of} "
+                f"has shape {shape}"
             )
 
 
-def check_layer_count(state: StateDict, where: str, field: str, n_layer: int, prefix: str) -> None:
+def check_layer_count(state: StateDict, where: str, field: str, n_layer: int, prefix: str,
+                      source: Path | None = None) -> None:
     """The state dict holds blocks `prefix`0 .. `prefix`(n_layer - 1) (a gap is a missing key,
     found later): a VisualizerError naming the field and what the file holds otherwise."""
     pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
     indices = {int(m.group(1)) for key in state.tensors if (m := pattern.match(key))}
+    name, holds = (state.path, "the state dict holds") if source is None else (source, f"{state.path.name} holds")
     if not indices:
-        raise VisualizerError(f"{state.path}: {where}['{field}'] is {n_layer} but the state dict holds no '{prefix}N.' keys")
+        raise VisualizerError(f"{name}: {where}['{field}'] is {n_layer} but {holds} no '{prefix}N.' keys")
     if max(indices) + 1 != n_layer:
         raise VisualizerError(
-            f"{state.path}: {where}['{field}'] is {n_layer} but the state dict holds blocks "
-            f"{prefix}0 .. {prefix}{max(indices)} ({max(indices) + 1} layers)"
+            f"{name}: {where}['{field}'] is {n_layer} but {holds} blocks {prefix}0 .. {prefix}{max(indices)} "
+            f"({max(indices) + 1} layers)"
         )
