@@ -211,3 +211,305 @@ def test_nothing_is_printed_before_the_error_line(nanogpt, name):
     assert result.returncode == 2 and result.stdout == ""
     assert "ckpt.pt" in one_error_line(result.stderr)
     assert checksums(root) == before
+
+
+# --- non-finite weights: the report, with the alarm -----------------------------------------------
+
+def strict_json(path):
+    """A file's JSON, refusing NaN and Infinity (which JSON does not have)."""
+    def refuse(name):
+        raise AssertionError(f"{path.name}: {name} in JSON")
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+
+
+def alarmed(root, args, tensor: str) -> tuple[dict, str]:
+    """Run the CLI with `args` on a model whose `tensor` holds NaN or inf: exit 3, the failed checks
+    on stderr (nothing else), a whole report in root/out with the alarm, every JSON file strict,
+    nothing else below `root` changed. Returns (trace.json, index.html)."""
+    before = checksums(root)
+    code, _, stderr = run_cli(*args, "--out", root / "out", "--probe", PROBE, "--no-store", "--quiet")
+    assert code == 3, stderr
+    lines = stderr.splitlines()
+    assert lines and all(line.startswith("VERIFICATION FAILED: ") for line in lines), stderr
+    assert any(line.startswith("VERIFICATION FAILED: every weight is finite") and tensor in line for line in lines)
+    assert checksums(root, skip=("out",)) == before
+    out = root / "out"
+    for name in ("trace.json", "report_data.json", "analysis.json", "attribution.json"):
+        strict_json(out / name)
+    for script in (out / "data").glob("*.js"):
+        assert not re.search(r'"-?(nan|inf)"', script.read_text(encoding="utf-8")), script.name  # numbers, not strings
+    trace, html = strict_json(out / "trace.json"), (out / "index.html").read_text(encoding="utf-8")
+    assert trace["verification_passed"] is False and tensor in trace["model"]["non_finite_weights"]
+    assert "Verification failed." in html and f"every weight is finite: 1 " in html
+    assert len(list((out / "figures").glob("*.png"))) > 20
+    return trace, html
+
+
+def poke(key: str, value: float, index: int = 0, shared: bool = False):
+    """A change putting `value` at flat `index` of state-dict tensor `key` (in place: `shared`, so a
+    tied matrix saved under two keys changes under both)."""
+    def change(data):
+        tensor = data["model"][key] if shared else data["model"][key].clone()
+        tensor.view(-1)[index] = value
+        data["model"][key] = tensor
+    return change
+
+
+NON_FINITE = [
+    ("nan in an MLP", "transformer.h.0.mlp.c_fc.weight", math.nan, 0, False),
+    ("inf in an MLP", "transformer.h.0.mlp.c_fc.weight", math.inf, 0, False),
+    ("-inf in attention", "transformer.h.1.attn.c_attn.weight", -math.inf, 7, False),
+    ("nan in one position", "transformer.wpe.weight", math.nan, 3 * 32 + 5, False),  # positions 0..2 stay finite
+    ("nan in a position the probe never reaches", "transformer.wpe.weight", math.nan, 60 * 32, False),
+    ("nan in the tied embedding", "transformer.wte.weight", math.nan, 3 * 32, True),
+    ("inf in the final norm", "transformer.ln_f.weight", math.inf, 3, False),
+]
+
+
+@pytest.mark.parametrize("name, key, value, index, shared", NON_FINITE, ids=[c[0] for c in NON_FINITE])
+def test_non_finite_weights_get_a_report_with_the_alarm(nanogpt, name, key, value, index, shared):
+    root, ckpt, meta = nanogpt
+    rewrite(ckpt, poke(key, value, index, shared))
+    trace, html = alarmed(root, ("--checkpoint", ckpt, "--meta", meta), key)
+    if name == "nan in one position":
+        assert "drawn in the missing-value grey" in html  # the figures say what grey means
+    if name == "nan in an MLP":
+        assert trace["next_tokens"] == [] and "no candidate" in html
+
+
+def test_a_non_finite_report_renders_again_byte_for_byte(nanogpt, tmp_path_factory):
+    root, ckpt, meta = nanogpt
+    rewrite(ckpt, poke("transformer.wpe.weight", math.nan, 3 * 32 + 5))
+    store = tmp_path_factory.mktemp("store")
+    code, _, stderr = run_cli("--checkpoint", ckpt, "--meta", meta, "--probe", PROBE, "--out", root / "out",
+                              "--store", store, "--quiet")
+    assert code == 3, stderr
+    trace_id = next(p.name for p in store.iterdir() if not p.name.startswith("."))
+    code, _, stderr = run_cli("render", trace_id, "--store", store, "--out", root / "again")
+    assert code == 0, stderr
+    assert checksums(root / "again") == checksums(root / "out")
+
+
+def test_verification_fails_on_nan_and_inf():
+    from visualizer.capture.verify import check
+
+    x = torch.randn(4, 3)
+    assert check(x, x.clone())["passed"]
+    for bad in (math.nan, math.inf, -math.inf):
+        broken = x.clone()
+        broken[1, 2] = bad
+        for actual, expected in ((broken, x), (x, broken), (broken, broken)):
+            result = check(actual, expected)
+            assert result["passed"] is False and not math.isfinite(result["max_abs_error"]), (bad, result)
+    broken = x.clone()
+    broken[0, 0] = math.inf  # the tolerance scales with the finite values of the reference only
+    finite = broken[torch.isfinite(broken)].abs().max().item()
+    assert check(x, broken)["tolerance"] == pytest.approx(1e-4 * max(1.0, finite))
+
+
+def test_tied_copies_that_differ_by_an_infinity_are_said_to(nanogpt):
+    root, ckpt, meta = nanogpt
+    rewrite(ckpt, poke("lm_head.weight", math.inf))
+    refused(root, ("--checkpoint", ckpt, "--meta", meta), "ckpt.pt: 'lm_head.weight' differs from 'transformer.wte.weight'",
+            "at [0, 0] lm_head.weight holds inf", "the copies differ only where one holds a NaN or an infinity (1 entry)")
+
+
+# --- nanochat: meta json and tokenizer.pkl -----------------------------------------------------------
+
+@pytest.fixture
+def nanochat(tmp_path):
+    """(tmp_path, the tag folder, its meta json) of a fresh small nanochat model (3 layers, 32 wide)."""
+    from tests.support.nanochat import make_nanochat
+
+    folder = make_nanochat(tmp_path / "base")
+    return tmp_path, folder, folder / "meta_000020.json"
+
+
+NANOCHAT_SIZES = [
+    ({"n_layer": 2000}, "model_config['n_layer'] is 2000 but model_000020.pt holds blocks transformer.h.0 .. transformer.h.2"),
+    ({"n_embd": 2**20}, "model_config['n_embd'] is 1048576 but state-dict key 'transformer.wte.weight' in model_000020.pt"),
+    ({"vocab_size": 2**30}, "model_config['vocab_size'] is 1073741824 but state-dict key 'transformer.wte.weight'"),
+    ({"vocab_size": 200}, "model_config['vocab_size'] is 200 (256 rows, padded to 64) but"),
+    ({"sequence_len": 2**40}, "model_config['sequence_len'] is 1099511627776, more than the 1,048,576 positions"),
+    ({"n_kv_head": 4}, "model_config['n_kv_head'] is 4 (with n_head 4: 32 key rows) but state-dict key "
+                       "'transformer.h.0.attn.c_k.weight' in model_000020.pt has shape (16, 32)"),
+    ({"n_layer": "3"}, "model_config['n_layer'] must be a positive integer, found '3'"),
+]
+
+
+@pytest.mark.parametrize("change, message", NANOCHAT_SIZES, ids=[next(iter(c)) + "=" + str(next(iter(c.values())))
+                                                                 for c, _ in NANOCHAT_SIZES])
+def test_nanochat_declared_sizes_are_checked_before_allocating(nanochat, monkeypatch, change, message):
+    from tests.support.nanochat import rewrite_meta
+
+    root, folder, meta = nanochat
+    rewrite_meta(meta, lambda m: m["model_config"].update(change))
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was allocated before its sizes were checked")
+
+    monkeypatch.setattr("visualizer.model.nanochat.adapter.GPT", no_model)
+    refused(root, ("--checkpoint", folder), "meta_000020.json: ", message)
+
+
+@pytest.mark.parametrize("text, message", [
+    (b'{"model_config": \xff}', "not readable JSON (UnicodeDecodeError"),
+    (b"[" * 100_000 + b"]" * 100_000, "not readable JSON (RecursionError"),
+    (b"[]", "no 'model_config' object"),
+], ids=["not utf-8", "nested too deep", "a list"])
+def test_a_hostile_nanochat_meta_json_is_named(nanochat, text, message):
+    root, folder, meta = nanochat
+    meta.write_bytes(text)
+    refused(root, ("--checkpoint", folder), "meta_000020.json: ", message)
+
+
+def test_nanochat_with_a_nan_weight_gets_a_report_with_the_alarm(nanochat):
+    from tests.support.nanochat import rewrite_state
+
+    root, folder, _ = nanochat
+    rewrite_state(folder / "model_000020.pt", lambda state: state["transformer.h.1.mlp.c_fc.weight"].view(-1).__setitem__(0, math.nan))
+    alarmed(root, ("--checkpoint", folder), "transformer.h.1.mlp.c_fc.weight")
+
+
+def test_a_tokenizer_pattern_that_panics_is_one_line_at_load(nanochat):
+    """An empty split pattern compiles, then panics in tiktoken's Rust code on the first text it
+    splits: at load, one line naming tokenizer.pkl, and nothing of the panic on the terminal."""
+    import tiktoken
+
+    from tests.support.nanochat import make_encoding
+
+    root, folder, _ = nanochat
+    state = make_encoding().__getstate__()
+    hostile = tiktoken.Encoding(name="rustbpe", pat_str="", mergeable_ranks=state["mergeable_ranks"],
+                                special_tokens=state["special_tokens"])
+    with open(root / "base" / "tokenizer" / "tokenizer.pkl", "wb") as f:
+        pickle.dump(hostile, f)
+    before = checksums(root)
+    result = run_tool("--checkpoint", folder, "--probe", PROBE, "--out", root / "out", *FAST)
+    assert result.returncode == 2 and result.stdout == ""
+    line = one_error_line(result.stderr)
+    assert "tokenizer.pkl: the tokenizer failed on a trial text at load" in line and "PanicException" in line, line
+    assert checksums(root) == before
+
+
+def test_the_fixture_tokenizer_splits_250000_spaces_quickly():
+    """nanochat's own tokenizer on a probe at the size cap: no panic, no hang."""
+    import time
+
+    from tests.support.cli import SHARED, need_fixture
+    from visualizer.model.nanochat.tokenizer import NanochatTokenizer, read_encoding
+
+    path = need_fixture(SHARED / "fixtures" / "nanochat-current" / "tokenizer" / "tokenizer.pkl")
+    tokenizer = NanochatTokenizer(read_encoding(path), str(path))
+    start = time.perf_counter()
+    ids = tokenizer.encode("a" + " " * 250_000 + "b").ids
+    assert len(ids) > 1 and time.perf_counter() - start < 20
+
+
+# --- Hugging Face folders -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def hf_models(tmp_path_factory):
+    """A tiny GPT-2 and Llama folder, built once; tests copy them."""
+    from tests.support.hf import make_gpt2_folder, make_llama_folder
+
+    base = tmp_path_factory.mktemp("hf")
+    return {"gpt2": make_gpt2_folder(base / "gpt2"), "llama": make_llama_folder(base / "llama")}
+
+
+def hf_copy(hf_models, name, tmp_path):
+    import shutil
+
+    return shutil.copytree(hf_models[name], tmp_path / name)
+
+
+def edit_config(folder, **fields) -> None:
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config.update(fields)
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+
+
+HF_SIZES = [
+    ("gpt2", {"n_layer": 2000}, "config.json: n_layer is 2000 but model.safetensors holds blocks transformer.h.0 .. transformer.h.1"),
+    ("gpt2", {"n_embd": 2**20}, "config.json: n_embd is 1048576 but 'transformer.wte.weight' in model.safetensors has shape"),
+    ("gpt2", {"vocab_size": 2**30}, "config.json: vocab_size is 1073741824 but 'transformer.wte.weight'"),
+    ("gpt2", {"n_positions": 2**40}, "weight 'transformer.wpe.weight' has shape (64, 32), config.json implies (1099511627776, 32)"),
+    ("gpt2", {"n_inner": 2**30}, "weight 'transformer.h.0.mlp.c_fc.bias' has shape (128,), config.json implies (1073741824,)"),
+    ("gpt2", {"n_layer": "2"}, "config.json: transformers refused it (Validation error for field 'n_layer'"),
+    ("gpt2", {"n_head": 0}, "config.json: transformers cannot build a GPT2LMHeadModel from it"),
+    ("llama", {"num_hidden_layers": 2000}, "config.json: num_hidden_layers is 2000 but model.safetensors holds blocks model.layers.0"),
+    ("llama", {"intermediate_size": 2**30}, "weight 'model.layers.0.mlp.down_proj.weight' has shape (32, 48), config.json implies"),
+    ("llama", {"head_dim": 2**20}, "weight 'model.layers.0.self_attn.k_proj.weight' has shape (16, 32), config.json implies"),
+]
+
+
+@pytest.mark.parametrize("name, change, message", HF_SIZES, ids=[f"{n}-{next(iter(c))}={next(iter(c.values()))}"
+                                                                 for n, c, _ in HF_SIZES])
+def test_config_json_sizes_are_checked_against_the_weights_before_allocating(hf_models, tmp_path, monkeypatch,
+                                                                             name, change, message):
+    import transformers
+
+    folder = hf_copy(hf_models, name, tmp_path)
+    edit_config(folder, **change)
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("transformers allocated the model before its sizes were checked")
+
+    monkeypatch.setattr(transformers.PreTrainedModel, "from_pretrained", classmethod(no_model))
+    refused(tmp_path, ("--checkpoint", folder), message)
+
+
+HOSTILE_CONFIGS = [
+    (b'{"model_type": "gpt2", \xff}', "config.json: not UTF-8 text (byte 23)"),
+    (b'{"model_type": "gpt2", "layer_norm_epsilon": NaN}', "config.json: not valid JSON (ValueError: NaN is not a JSON value)"),
+    (b'{"model_type": "gpt2", "n_layer": Infinity}', "config.json: not valid JSON (ValueError: Infinity is not a JSON value)"),
+    (b"[" * 100_000 + b"]" * 100_000, "config.json: not valid JSON (RecursionError"),
+    (b"[1, 2]", "config.json: not a JSON object (a list)"),
+    (b'{"model_type": "gpt2",', "config.json: not valid JSON"),
+]
+
+
+@pytest.mark.parametrize("text, message", HOSTILE_CONFIGS, ids=["not utf-8", "nan", "infinity", "too deep", "a list", "cut"])
+def test_a_hostile_config_json_is_named(hf_models, tmp_path, text, message):
+    folder = hf_copy(hf_models, "gpt2", tmp_path)
+    (folder / "config.json").write_bytes(text)
+    refused(tmp_path, ("--checkpoint", folder, "--family", "hf"), message)
+
+
+@pytest.mark.parametrize("stray", ["a.safetensors", "zz.safetensors", "model-00002-of-00002.safetensors"])
+def test_a_stray_empty_safetensors_file_is_named(hf_models, tmp_path, stray):
+    folder = hf_copy(hf_models, "gpt2", tmp_path)
+    (folder / stray).write_bytes(b"")
+    refused(tmp_path, ("--checkpoint", folder), f"{stray}: not a readable safetensors file")
+
+
+def test_a_shard_index_naming_a_file_outside_the_folder_is_named(hf_models, tmp_path):
+    folder = hf_copy(hf_models, "gpt2", tmp_path)
+    (folder / "model.safetensors").rename(folder / "model-00001-of-00001.safetensors")
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"transformer.wte.weight": "../x.safetensors"}}))
+    refused(tmp_path, ("--checkpoint", folder), "model.safetensors.index.json: weight_map names '../x.safetensors'")
+
+
+def test_a_tokenizer_json_regex_that_panics_is_one_line_at_load(hf_models, tmp_path):
+    """A split pattern that backtracks past Oniguruma's limit panics in the tokenizers library."""
+    folder = hf_copy(hf_models, "gpt2", tmp_path)
+    spec = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    split = {"type": "Split", "pattern": {"Regex": "(a+)+$"}, "behavior": "Isolated", "invert": False}
+    spec["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [split, spec["pre_tokenizer"]]}
+    (folder / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+    before = checksums(tmp_path)
+    result = run_tool("--checkpoint", folder, "--probe", PROBE, "--out", tmp_path / "out", *FAST, timeout=300)
+    assert result.returncode == 2 and result.stdout == ""
+    line = one_error_line(result.stderr)
+    assert "tokenizer.json: the tokenizer failed on a trial text at load (PanicException" in line, line
+    assert checksums(tmp_path) == before
+
+
+def test_a_hugging_face_model_with_an_inf_weight_gets_a_report_with_the_alarm(hf_models, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = hf_copy(hf_models, "llama", tmp_path)
+    state = load_file(str(folder / "model.safetensors"))
+    state["model.layers.0.mlp.down_proj.weight"][0, 0] = math.inf
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    alarmed(tmp_path, ("--checkpoint", folder), "model.layers.0.mlp.down_proj.weight")

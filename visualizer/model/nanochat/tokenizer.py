@@ -87,7 +87,8 @@ def read_encoding(path: Path):
     except Exception as e:  # tiktoken refuses inconsistent ranks or a bad pattern
         raise VisualizerError(f"{path}: tiktoken cannot build this Encoding ({type(e).__name__}: {e})") from None
     # a pattern tiktoken compiles may still panic when it splits text (one that matches the empty string)
-    guarded_tokenizer_call(lambda: encoding.encode_ordinary(TRIAL_TEXT), "a trial text at load, splitting it with its 'pat_str'", str(path))
+    guarded_tokenizer_call(lambda: encoding.encode_ordinary(TRIAL_TEXT),
+                           "a trial text at load, splitting it with its 'pat_str'", str(path))
     return encoding
 
 
