@@ -194,7 +194,8 @@ def lens_section(report_data: dict | None) -> list[dict] | None:
     final_top = [top_id(row) for row in report_data["final"]["topk"]]
     lens = report_data["logit_lens"]
     # a row without candidates (non-finite logits) agrees with nothing
-    agree = [[f is not None and top_id(row) == f for row, f in zip(entry["topk"], final_top)] for entry in lens]  # [L][T]
+    agree = [[f is not None and top_id(row) == f for row, f in zip(entry["topk"], final_top)]
+             for entry in lens]  # [L][T]
     layers = []
     for entry, hits in zip(lens, agree):
         kl = entry["kl_to_final"]

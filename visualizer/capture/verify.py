@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from visualizer.model.base import LoadedModel, non_finite_text
+from visualizer.model.base import LoadedModel, describe_non_finite
 
 # a check passes when max|a - b| <= ABS_TOL * max(1, max|b|): float32 sums of a few hundred terms
 ABS_TOL = 1e-4
@@ -86,4 +86,4 @@ def weights_check(broken: dict[str, dict[str, int]], tensors: int) -> dict:
     largest |weight| (NaN when any is NaN), its `detail` names where they are."""
     nan = any(counts["nan"] for counts in broken.values())
     return {"max_abs_error": math.nan if nan else math.inf, "tolerance": 0.0, "passed": False, "checked": tensors,
-            "detail": non_finite_text(broken)}
+            "detail": describe_non_finite(broken)}

@@ -233,7 +233,8 @@ class _Planner:
         subtitle = f"{_shape_text(shape, dim_names)} · {scale}"
         self.add(
             key, section, name, shape, scale, title or name,
-            caption + (f" {note[0].upper() + note[1:]}." if note else "") + (f" {missing_sentence(missing)}" if missing else ""),
+            caption + (f" {note[0].upper() + note[1:]}." if note else "")
+            + (f" {missing_sentence(missing)}" if missing else ""),
             "tiles",
             {
                 "values": stack, "mask": mask, "tile_titles": tile_titles, "geometry": geometry,
@@ -504,7 +505,8 @@ class _Planner:
         start = max(0, T - TABLE_ROWS)
         shown = range(start, T)
         tops = [[entry["topk"][pos][0] if entry["topk"][pos] else None for pos in shown] for entry in lens]  # [L][shown]
-        values = np.array([[number(t["prob"]) if t else np.nan for t in row] for row in tops], dtype=np.float32)  # [L, shown]
+        values = np.array([[number(t["prob"]) if t else np.nan for t in row] for row in tops],
+                          dtype=np.float32)  # [L, shown]: NaN where a row has no candidate
         texts = [[displayable(t["readable"], 8) if t else "" for t in row] for row in tops]
         empty = sum(1 for entry in lens for row in entry["topk"] if not row)
         labels = self.position_labels() or [str(i) for i in range(T)]
@@ -538,7 +540,8 @@ class _Planner:
         token = self.tokens[pos] if 0 <= pos < self.T else str(pos)
         comp_panels, dim_panels = [], []
         for cand in candidates:
-            head = f"{displayable(cand['readable'], 10)}  p={number(cand['prob']):.3f}  logit={number(cand['logit']):.3g}"
+            head = (f"{displayable(cand['readable'], 10)}  p={number(cand['prob']):.3f}  "
+                    f"logit={number(cand['logit']):.3g}")
             if cand.get("cap") is not None:  # the bars add up to the logit before the soft cap
                 head += f" (raw {number(cand['raw_logit']):.3g})"
             comps = sorted(({"name": c["name"], "value": number(c["value"])} for c in cand["by_component"]),
@@ -547,12 +550,14 @@ class _Planner:
             rest = sum(c["value"] for c in comps[12:])
             labels = [c["name"] for c in top] + ([f"{len(comps) - 12} others"] if len(comps) > 12 else []) + ["constant"]
             values = [c["value"] for c in top] + ([rest] if len(comps) > 12 else []) + [number(cand["constant"])]
-            comp_panels.append({"title": head, "labels": labels, "values": values, "total": number(cand["component_sum"])})
+            comp_panels.append({"title": head, "labels": labels, "values": values,
+                                "total": number(cand["component_sum"])})
             dims = [{"dim": d["dim"], "product": number(d["product"])} for d in cand["by_dimension"]]
             shown = sum(d["product"] for d in dims)
             labels = [f"dim {d['dim']}" for d in dims] + ["other dims"]
             values = [d["product"] for d in dims] + [number(cand["dimension_sum"]) - shown]
-            dim_panels.append({"title": head, "labels": labels, "values": values, "total": number(cand["dimension_sum"])})
+            dim_panels.append({"title": head, "labels": labels, "values": values,
+                               "total": number(cand["dimension_sum"])})
         n_comp = len(candidates[0]["by_component"])
         where = f"position {pos} ({token})"
         self.add("final.dla.by_component", section, "ln_final(resid) · W_U[token], split over residual components",

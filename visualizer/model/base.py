@@ -112,10 +112,10 @@ def non_finite_weights(model: nn.Module) -> dict[str, dict[str, int]]:
     return found
 
 
-def non_finite_text(found: dict[str, dict[str, int]]) -> str:
+def describe_non_finite(found: dict[str, dict[str, int]]) -> str:
     """'1 NaN in transformer.h.0.mlp.c_fc.weight (and 2 more tensors)' for `non_finite_weights`."""
     name, counts = next(iter(found.items()))
-    what = " and ".join(f"{n:,} {kind if kind == 'inf' else 'NaN'}" for kind, n in (("nan", counts["nan"]), ("inf", counts["inf"])) if n)
+    what = " and ".join(f"{counts[kind]:,} {name}" for kind, name in (("nan", "NaN"), ("inf", "inf")) if counts[kind])
     more = f" (and {len(found) - 1} more tensor{'s' if len(found) > 2 else ''})" if len(found) > 1 else ""
     return f"{what} in {name}{more}"
 

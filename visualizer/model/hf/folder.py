@@ -205,7 +205,8 @@ def read_model(folder: Path, entry: Architecture, device: torch.device):
         with quiet_transformers():
             config = cls.config_class.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
     except Exception as e:  # transformers validates field types and values
-        raise VisualizerError(f"{folder / 'config.json'}: transformers refused it ({' '.join(str(e).split())[:300]})") from None
+        reason = " ".join(str(e).split())[:300]
+        raise VisualizerError(f"{folder / 'config.json'}: transformers refused it ({reason})") from None
     check_config_against_weights(folder, entry, cls, config)  # before a model of config.json's sizes is allocated
     try:
         with quiet_transformers():

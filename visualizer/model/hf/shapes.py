@@ -125,14 +125,16 @@ def check_config_against_weights(folder: Path, entry: Architecture, model_class,
         for axis, attribute in ((0, "vocab_size"), (1, "hidden_size")):
             value = getattr(config, attribute)
             if len(embed[0]) != 2 or embed[0][axis] != value:
-                raise VisualizerError(f"{where}: {config_key(config, attribute)} is {value} but '{entry.tree.embed}.weight' "
-                                      f"in {embed[1]} has shape {embed[0]}")
+                raise VisualizerError(f"{where}: {config_key(config, attribute)} is {value} but "
+                                      f"'{entry.tree.embed}.weight' in {embed[1]} has shape {embed[0]}")
     try:
         with torch.device("meta"):  # shapes only: no memory
             expected = {key: tuple(t.shape) for key, t in model_class(config).state_dict().items()}
     except Exception as e:  # a config transformers accepts but cannot build a model from
-        raise VisualizerError(f"{where}: transformers cannot build a {model_class.__name__} from it ({first_line(e)})") from None
-    wrong = sorted((key, shape, expected[key]) for key, (shape, _) in shapes.items() if key in expected and expected[key] != shape)
+        raise VisualizerError(
+            f"{where}: transformers cannot build a {model_class.__name__} from it ({first_line(e)})") from None
+    wrong = sorted((key, shape, expected[key]) for key, (shape, _) in shapes.items()
+                   if key in expected and expected[key] != shape)
     if wrong:  # worded as transformers' own mismatch report is (folder.read_model)
         key, shape, implied = wrong[0]
         more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""

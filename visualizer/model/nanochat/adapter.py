@@ -243,9 +243,9 @@ def check_declared(meta_file: Path, state: StateDict, config: NanochatConfig) ->
         ("vocab_size", config.padded_vocab_size, ("transformer.wte.weight", "lm_head.weight"), 0),
     ], source=meta_file, shown={"vocab_size": padded})
     check_layer_count(state, "model_config", "n_layer", config.n_layer, "transformer.h.", source=meta_file)
-    check_sizes(state, "model_config", [("n_kv_head", config.n_kv_head * config.head_dim, ("transformer.h.0.attn.c_k.weight",), 0)],
-                source=meta_file, shown={"n_kv_head": f"{config.n_kv_head} (with n_head {config.n_head}: "
-                                                       f"{config.n_kv_head * config.head_dim} key rows)"})
+    key_rows = config.n_kv_head * config.head_dim
+    check_sizes(state, "model_config", [("n_kv_head", key_rows, ("transformer.h.0.attn.c_k.weight",), 0)], source=meta_file,
+                shown={"n_kv_head": f"{config.n_kv_head} (with n_head {config.n_head}: {key_rows} key rows)"})
 
 
 def check_state(path: Path, state: StateDict, model: GPT) -> tuple[dict, dict[str, int]]:

@@ -114,7 +114,8 @@ def check_fields(path: Path, ckpt: dict) -> None:
     best = ckpt.get("best_val_loss")
     if isinstance(best, torch.Tensor):
         if best.numel() != 1 or not (best.is_floating_point() or best.dtype in (torch.int32, torch.int64)):
-            raise VisualizerError(f"{path}: 'best_val_loss' must be a number, found a {tuple(best.shape)} {best.dtype} tensor")
+            raise VisualizerError(
+                f"{path}: 'best_val_loss' must be a number, found a {tuple(best.shape)} {best.dtype} tensor")
     elif best is not None and not is_number(best):
         raise VisualizerError(f"{path}: 'best_val_loss' must be a number, found {best!r}"[:300])
     config = ckpt.get("config")
@@ -177,7 +178,8 @@ def check_tied(path: Path, wte: torch.Tensor, lm_head: torch.Tensor) -> None:
     count = int(differ.sum())
     broken = int((differ & ~(torch.isfinite(wte) & torch.isfinite(lm_head))).sum())
     if broken == count:
-        what = f"the copies differ only where one holds a NaN or an infinity ({count} entr{'y' if count == 1 else 'ies'})"
+        entries = f"{count} entr{'y' if count == 1 else 'ies'}"
+        what = f"the copies differ only where one holds a NaN or an infinity ({entries})"
     else:
         what = f"{count} entries differ" + (f", {broken} of them NaN or infinite in one copy" if broken else "")
     raise VisualizerError(
