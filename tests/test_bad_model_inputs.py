@@ -275,6 +275,9 @@ def test_non_finite_weights_get_a_report_with_the_alarm(nanogpt, name, key, valu
         assert "drawn in the missing-value grey" in html  # the figures say what grey means
     if name == "nan in an MLP":
         assert trace["next_tokens"] == [] and "no candidate" in html
+        report_data = strict_json(root / "out" / "report_data.json")  # NaN logits: no entropy, never "0 bits"
+        assert set(report_data["final"]["entropy_bits"]) == {"nan"}
+        assert set(report_data["logit_lens"][0]["kl_to_final"]) == {"nan"}
 
 
 def test_a_non_finite_report_renders_again_byte_for_byte(nanogpt, tmp_path_factory):
@@ -288,6 +291,8 @@ def test_a_non_finite_report_renders_again_byte_for_byte(nanogpt, tmp_path_facto
     code, _, stderr = run_cli("render", trace_id, "--store", store, "--out", root / "again")
     assert code == 0, stderr
     assert checksums(root / "again") == checksums(root / "out")
+    code, stdout, stderr = run_cli("compare", trace_id, trace_id, "--store", store, "--out", root / "compared")
+    assert code == 0 and "mean next-token KL nan bits" in stdout, stderr  # NaN, never "0 bits"
 
 
 def test_verification_fails_on_nan_and_inf():
