@@ -65,9 +65,11 @@ def probe_folder(probe: Probe) -> str:
 
 
 def checkpoint_paths(source: ModelSource) -> tuple[Path, Path | None]:
-    """The checkpoint and meta to read: the embedded demo when no checkpoint is given."""
+    """The checkpoint and meta to read: the embedded demo when no checkpoint is given (its meta.pkl
+    only for the family it is: a --family naming another gets the demo's own error, not one about
+    a --meta nobody gave)."""
     if source.checkpoint is None:
-        return DEMO_CHECKPOINT, source.meta or DEMO_META
+        return DEMO_CHECKPOINT, source.meta or (DEMO_META if source.family in (None, "nanogpt") else None)
     return source.checkpoint, source.meta
 
 
@@ -169,7 +171,8 @@ def report_verdict(verification: dict) -> bool:
     """Print each failed check of a verification (name -> check); True when every one passed."""
     for name, check in verification.items():
         if not check["passed"]:
-            print(f"VERIFICATION FAILED: {name}: max abs error {check['max_abs_error']} > {check['tolerance']}",
+            detail = f" ({check['detail']})" if check.get("detail") else ""
+            print(f"VERIFICATION FAILED: {name}: max abs error {check['max_abs_error']} > {check['tolerance']}{detail}",
                   file=sys.stderr)
     return all(check["passed"] for check in verification.values())
 
@@ -212,9 +215,9 @@ def run_report(config: Config) -> int:
             manifest = store.save(folder, checkpoint, config.store)
             say(config.quiet, f"trace: {manifest['id']} in {config.store.root}")
         failed |= not report_verdict(trace["verification"])
-        best = trace["next_tokens"][0]
+        best = trace["next_tokens"][0] if trace["next_tokens"] else None  # none when the logits are not finite
         say(config.quiet, f"{len(probe.ids)} tokens; verification {'passed' if trace['verification_passed'] else 'FAILED'}; "
-            f"next token {best['readable']!r} ({best['prob']:.3f})")
+            + (f"next token {best['readable']!r} ({best['prob']:.3f})" if best else "no next token (the logits are not finite)"))
         say(config.quiet, f"report: {folder / 'index.html'}")
     if site_root is not None:
         files, skipped = site.site_index_files(site_root)

@@ -533,7 +533,7 @@
     var head = ["pos", "token"], k = neurons.k;
     for (var r = 1; r <= k; r++) head.push("#" + r);
     var max = 1e-12;
-    neurons.values.forEach(function (v) { max = Math.max(max, Math.abs(v)); });
+    neurons.values.forEach(function (v) { if (isFinite(v)) max = Math.max(max, Math.abs(v)); });  /* NaN: grey chips */
     scrollTable(container, head, T, function (pos) {
       var tr = el("tr");
       tr.appendChild(el("td", "num", pos));
@@ -566,7 +566,7 @@
       .filter(function (h) { return norms[h]; })
       .map(function (h) { return [h, PAL.series[h], h.replace("hook_", "")]; });  /* the PNG chart's colours */
     var W = 760, Hh = 220, L = 52, R = 12, Tp = 14, B = 34, max = 0;
-    series.forEach(function (s) { norms[s[0]].forEach(function (v) { max = Math.max(max, v); }); });
+    series.forEach(function (s) { norms[s[0]].forEach(function (v) { if (isFinite(v)) max = Math.max(max, v); }); });
     max = max || 1;
     var root = svg("svg", { viewBox: "0 0 " + W + " " + Hh, "class": "norms", role: "img", "aria-label": "L2 norm of the residual stream per position" });
     function X(i) { return L + (T === 1 ? (W - L - R) / 2 : i * (W - L - R) / (T - 1)); }
@@ -578,8 +578,14 @@
     });
     root.appendChild(svg("text", { x: (W + L) / 2, y: Hh - 4, "text-anchor": "middle", "class": "axis" }, "position (0 … " + (T - 1) + ")"));
     series.forEach(function (s, k) {
-      var pts = norms[s[0]].map(function (v, i) { return X(i).toFixed(1) + "," + Y(v).toFixed(1); }).join(" ");
-      root.appendChild(svg("polyline", { points: pts, fill: "none", stroke: s[1], "stroke-width": 1.6 }));
+      var runs = [[]];  /* a norm that is not a finite number (NaN, inf) breaks the line */
+      norms[s[0]].forEach(function (v, i) {
+        if (isFinite(v)) runs[runs.length - 1].push(X(i).toFixed(1) + "," + Y(v).toFixed(1));
+        else if (runs[runs.length - 1].length) runs.push([]);
+      });
+      runs.forEach(function (pts) {
+        if (pts.length) root.appendChild(svg("polyline", { points: pts.join(" "), fill: "none", stroke: s[1], "stroke-width": 1.6 }));
+      });
       root.appendChild(svg("text", { x: L + 10 + k * 110, y: Tp + 2, style: "fill:" + s[1], "class": "axis" }, "— " + s[2]));
     });
     container.appendChild(root);

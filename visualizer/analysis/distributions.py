@@ -37,7 +37,8 @@ def log_probs(logits: torch.Tensor) -> torch.Tensor:
 
 def _plogq_sum(p: torch.Tensor, log_ratio: torch.Tensor) -> torch.Tensor:
     """sum over the last axis of p * log_ratio (same shapes), terms with p == 0 counted as 0,
-    accumulated in float64. Rows without such a term (0 * -inf = nan) take one plain pass."""
+    accumulated in float64. Rows without such a term (0 * -inf = nan) take one plain pass. A NaN
+    probability (a model that computed NaN logits) keeps its row's sum NaN: never 0 bits."""
     n = p.shape[-1]
     p2, r2 = p.reshape(-1, n), log_ratio.reshape(-1, n)  # [rows, n]
     total = (p2 * r2).sum(-1, dtype=torch.float64)  # [rows]
@@ -45,7 +46,7 @@ def _plogq_sum(p: torch.Tensor, log_ratio: torch.Tensor) -> torch.Tensor:
     if bad.any():
         pb = p2[bad]
         zero = torch.zeros((), dtype=pb.dtype, device=pb.device)
-        total[bad] = torch.where(pb > 0, pb * r2[bad], zero).sum(-1, dtype=torch.float64)
+        total[bad] = torch.where(pb == 0, zero, pb * r2[bad]).sum(-1, dtype=torch.float64)
     return total.reshape(p.shape[:-1])
 
 

@@ -179,15 +179,23 @@ def logits_section(logits: torch.Tensor, token_ids: list[int], token_str: Callab
     }
 
 
+def top_id(row: list[dict]) -> int | None:
+    """The top candidate's id of a token-table row; None for a row without candidates (its
+    logits were not finite)."""
+    return row[0]["id"] if row else None
+
+
 def lens_section(report_data: dict | None) -> list[dict] | None:
     """Logit-lens convergence from report_data.json's lens: per layer the mean KL to the final
     distribution (bits) and the share of positions whose top-1 already matches the final top-1;
     per position, the first layer from which the top-1 matches at every later layer."""
     if not report_data or not report_data.get("logit_lens"):
         return None
-    final_top = [row[0]["id"] for row in report_data["final"]["topk"]]
+    final_top = [top_id(row) for row in report_data["final"]["topk"]]
     lens = report_data["logit_lens"]
-    agree = [[row[0]["id"] == f for row, f in zip(entry["topk"], final_top)] for entry in lens]  # [L][T]
+    # a row without candidates (non-finite logits) agrees with nothing
+    agree = [[f is not None and top_id(row) == f for row, f in zip(entry["topk"], final_top)]
+             for entry in lens]  # [L][T]
     layers = []
     for entry, hits in zip(lens, agree):
         kl = entry["kl_to_final"]
@@ -197,7 +205,7 @@ def lens_section(report_data: dict | None) -> list[dict] | None:
             "mean_kl_bits": sum(kl) / len(kl),
             "last_kl_bits": kl[-1],
             "top1_agreement": sum(hits) / len(hits),
-            "last_top1": entry["topk"][-1][0]["readable"],
+            "last_top1": entry["topk"][-1][0]["readable"] if entry["topk"][-1] else None,
         })
     converged = []
     for pos in range(len(final_top)):

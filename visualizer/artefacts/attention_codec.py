@@ -36,8 +36,8 @@ def unb64(text: str, dtype: str) -> np.ndarray:
 
 
 def quantize(p) -> np.ndarray:
-    """Probabilities in [0, 1] -> uint8 in 1/255 steps (nearest)."""
-    return np.clip(np.rint(np.asarray(p, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+    """Probabilities in [0, 1] -> uint8 in 1/255 steps (nearest); NaN (a broken model's) -> 0."""
+    return np.clip(np.rint(np.nan_to_num(np.asarray(p, dtype=np.float64), nan=0.0) * 255.0), 0, 255).astype(np.uint8)
 
 
 def dequantize(text: str) -> np.ndarray:

@@ -9,6 +9,7 @@ What this module does not do: draw or write the page (figures/, site/), or choos
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,14 +35,20 @@ class RunFiles:
 def write_run_files(folder: Path, trace: dict, tensors: dict[str, torch.Tensor], report_data: dict | None,
                     analysis: dict | None = None, attribution: dict | None = None) -> RunFiles:
     """trace.json, activations.safetensors, and report_data.json, analysis.json, attribution.json for
-    those given (None: the file is not written)."""
+    those given (None: the file is not written). Returns what the files hold, as a reader gets it
+    (non-finite numbers as artefacts/numbers.py writes them), so the figures drawn now are the
+    ones `render` draws from the files."""
     folder = Path(folder)
-    (folder / layout.TRACE).write_text(dumps(trace), encoding="utf-8")
-    write_activations_file(folder / layout.ACTIVATIONS, tensors)
-    for name, obj in ((layout.REPORT_DATA, report_data), (layout.ANALYSIS, analysis), (layout.ATTRIBUTION, attribution)):
+    written = {}
+    for name, obj, compact in ((layout.TRACE, trace, False), (layout.REPORT_DATA, report_data, True),
+                               (layout.ANALYSIS, analysis, True), (layout.ATTRIBUTION, attribution, True)):
         if obj is not None:
-            (folder / name).write_text(dumps(obj, compact=True), encoding="utf-8")
-    return RunFiles(trace=trace, tensors=tensors, report_data=report_data, analysis=analysis, attribution=attribution)
+            text = dumps(obj, compact=compact)
+            (folder / name).write_text(text, encoding="utf-8")
+            written[name] = json.loads(text)
+    write_activations_file(folder / layout.ACTIVATIONS, tensors)
+    return RunFiles(trace=written[layout.TRACE], tensors=tensors, report_data=written.get(layout.REPORT_DATA),
+                    analysis=written.get(layout.ANALYSIS), attribution=written.get(layout.ATTRIBUTION))
 
 
 MAX_LAYERS = 1024  # far above any model this tool opens; a bound so a hostile trace cannot make us loop

@@ -8,13 +8,13 @@ What this module does not do: decide how anything looks (site.py).
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
 from visualizer import __version__
+from visualizer.artefacts.numbers import finite_json
 from visualizer.capture import Cache
 from visualizer.errors import VisualizerError
 from visualizer.model.base import LoadedModel, presentation
@@ -24,15 +24,7 @@ from visualizer.model.tokenizer import readable
 TRACE_FORMAT = 1
 
 
-def _finite(obj):
-    """JSON has no NaN or infinity: write them as strings so a broken model still gets a trace."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
+_finite = finite_json  # JSON has no NaN or infinity: strings, so a broken model still gets a trace
 
 
 def dumps(obj, compact: bool = False) -> str:

@@ -7,21 +7,34 @@ a failure means for the run (the CLI and the pages report it).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from visualizer.model.base import LoadedModel
+from visualizer.model.base import LoadedModel, describe_non_finite
 
 # a check passes when max|a - b| <= ABS_TOL * max(1, max|b|): float32 sums of a few hundred terms
 ABS_TOL = 1e-4
 PATTERN_V_Z = "pattern @ v == z"
+WEIGHTS_FINITE = "every weight is finite"
 
 
 def check(actual: torch.Tensor, expected: torch.Tensor) -> dict:
-    """{max_abs_error, tolerance, passed} of `actual` against `expected` (same shape)."""
-    error = (actual - expected).abs().max().item() if actual.numel() else 0.0
-    scale = max(1.0, expected.abs().max().item() if expected.numel() else 0.0)
+    """{max_abs_error, tolerance, passed} of `actual` against `expected` (same shape). A NaN or
+    infinite error fails (NaN compares false with everything, so it is tested for by name), and
+    the tolerance's scale comes from the finite values of `expected` alone."""
+    error = (actual - expected).abs().max().item() if actual.numel() else 0.0  # max propagates NaN
+    finite = expected[torch.isfinite(expected)] if expected.numel() else expected
+    scale = max(1.0, finite.abs().max().item() if finite.numel() else 0.0)
     tolerance = ABS_TOL * scale
-    return {"max_abs_error": float(error), "tolerance": float(tolerance), "passed": bool(error <= tolerance)}
+    return {"max_abs_error": float(error), "tolerance": float(tolerance),
+            "passed": bool(math.isfinite(error) and error <= tolerance)}
+
+
+def badness(result: dict) -> float:
+    """How far a check is from passing, for choosing the worst layer: a non-finite error is the worst."""
+    error = result["max_abs_error"]
+    return error / result["tolerance"] if math.isfinite(error) else math.inf
 
 
 def attention_output(pattern: torch.Tensor, v: torch.Tensor, kv_index: torch.Tensor) -> torch.Tensor:
@@ -58,8 +71,19 @@ def verify(loaded: LoadedModel, tensors: dict[str, torch.Tensor], plain_logits: 
             single[name] = check(*pairs)
     for name, checks in per_identity.items():
         if checks:
-            worst = max(checks, key=lambda c: c["max_abs_error"] / c["tolerance"])
+            worst = max(checks, key=badness)
             results[name] = {**worst, "passed": all(c["passed"] for c in checks), "checked": len(checks)}
     results.update(single)
     results["hooked logits == plain forward logits"] = check(tensors["logits"], plain_logits)
+    broken = loaded.card.get("non_finite_weights")
+    if broken:  # only then: a healthy model's verification keeps its usual identities
+        results[WEIGHTS_FINITE] = weights_check(broken, len(loaded.model.state_dict()))
     return dict(sorted(results.items()))
+
+
+def weights_check(broken: dict[str, dict[str, int]], tensors: int) -> dict:
+    """The failed check of a model whose weights hold NaN or infinite values: its 'error' is the
+    largest |weight| (NaN when any is NaN), its `detail` names where they are."""
+    nan = any(counts["nan"] for counts in broken.values())
+    return {"max_abs_error": math.nan if nan else math.inf, "tolerance": 0.0, "passed": False, "checked": tensors,
+            "detail": describe_non_finite(broken)}

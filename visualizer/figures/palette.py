@@ -14,8 +14,9 @@ ramps and bars (`templates/static/palette.css`, `palette_css`): a value has the 
 and in the browser. Both files are generated: `python -m visualizer.figures.palette` rewrites them
 after a change here (a test fails while they differ).
 
-Also here: the grey of cells with no value (masked attention), the text colour readable on each
-entry, the colours of the residual-stream norm series (the PNG chart and the page's chart) and of
+Also here: the grey of cells with no value (masked attention, and any value that is not a finite
+number: a NaN or an infinity is drawn in it by `colour`, by the PNGs and by the page alike), the
+text colour readable on each entry, the colours of the residual-stream norm series (the PNG chart and the page's chart) and of
 word maps.
 
 What this module does not do: choose the limits of a figure (plan.py) or draw (raster.py, wordmaps.py).
@@ -76,7 +77,10 @@ def index(values, vmin: float, vmax: float) -> np.ndarray:
 
 
 def colour(scale: str, value: float, vmin: float, vmax: float) -> tuple[int, int, int]:
-    """One value's colour on a scale ('sequential' or 'diverging')."""
+    """One value's colour on a scale ('sequential' or 'diverging'); MASK_RGB for a value that is
+    not a finite number."""
+    if not np.isfinite(float(value)):
+        return MASK_RGB
     return tuple(int(c) for c in SCALES[scale][int(index(value, vmin, vmax))])
 
 
@@ -119,10 +123,13 @@ _JS_FUNCTIONS = """
     var t = Math.floor(((isFinite(v) ? v : vmin) - vmin) / span * 255 + 0.5);
     return t < 0 ? 0 : (t > 255 ? 255 : t);
   };
-  P.colour = function (scale, v, vmin, vmax) { return P.scales[scale].table[P.index(v, vmin, vmax)]; };
+  P.colour = function (scale, v, vmin, vmax) { return isFinite(v) ? P.scales[scale].table[P.index(v, vmin, vmax)] : P.mask; };
   P.sequential = function (p) { return P.colour("sequential", p, 0, 1); };
   P.diverging = function (v, limit) { limit = limit > 0 ? limit : 1; return P.colour("diverging", v, -limit, limit); };
-  P.ink = function (scale, v, vmin, vmax) { return P.scales[scale].light[P.index(v, vmin, vmax)] === "1" ? P.inkLight : P.inkDark; };
+  P.ink = function (scale, v, vmin, vmax) {
+    if (!isFinite(v)) return P.maskInk;
+    return P.scales[scale].light[P.index(v, vmin, vmax)] === "1" ? P.inkLight : P.inkDark;
+  };
   P.css = function (rgb) { return "rgb(" + rgb[0] + "," + rgb[1] + "," + rgb[2] + ")"; };
   P.word = function (share) { share = share < 0 ? 0 : (share > 1 ? 1 : share); return P.sequential(P.wordFloor + (1 - P.wordFloor) * Math.sqrt(share)); };
 """
@@ -133,6 +140,7 @@ def palette_js() -> str:
     data = {
         "scales": {name: {"table": table.tolist(), "light": _ink_flags(table)} for name, table in SCALES.items()},
         "mask": list(MASK_RGB),
+        "maskInk": hex_of(ink_for(MASK_RGB)),
         "inkDark": hex_of(INK_DARK),
         "inkLight": hex_of(INK_LIGHT),
         "series": {name: hex_of(rgb) for name, rgb in NORM_SERIES},

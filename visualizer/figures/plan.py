@@ -44,6 +44,7 @@ import numpy as np
 import visualizer.figures.palette as palette
 import visualizer.figures.raster as raster
 import visualizer.figures.wordmaps as wordmaps
+from visualizer.artefacts.numbers import number
 from visualizer.figures.glyphs import displayable
 from visualizer.figures.raster import tile_geometry
 
@@ -110,7 +111,36 @@ def sequential_limits(vmin: float = 0.0, vmax: float = 1.0) -> tuple[float, floa
     return vmin, vmax, f"sequential (white {vmin:g} to dark blue {vmax:g})"
 
 
+# ----------------------------------------------------------------------------- values that are not numbers
+
+
+def non_finite_text(values: np.ndarray, minus_inf_masked: bool = False) -> str:
+    """'' when every value is finite, else what is not: '3 NaN, 1 +inf values'. `minus_inf_masked`:
+    -inf marks a masked cell (attention scores), not a broken value, and is not counted."""
+    values = np.asarray(values)
+    if values.dtype.kind != "f" or np.isfinite(values).all():
+        return ""
+    parts = [(int(np.isnan(values).sum()), "NaN"), (int(np.isposinf(values).sum()), "+inf")]
+    if not minus_inf_masked:
+        parts.append((int(np.isneginf(values).sum()), "−inf"))
+    parts = [f"{n:,} {name}" for n, name in parts if n]
+    return (", ".join(parts) + " values") if parts else ""
+
+
+def missing_sentence(what: str) -> str:
+    """The caption's sentence for a figure with values that are not finite numbers."""
+    return f"This tensor holds {what} (the model computed no finite number there): drawn in the missing-value grey."
+
+
 # ----------------------------------------------------------------------------- display pooling
+
+
+def no_candidates(empty: int, total: int, what: str = "positions") -> str:
+    """The caption's sentence for a token table with rows that have no candidate (not finite logits)."""
+    if not empty:
+        return ""
+    return (f" {empty:,} of {total:,} {what} have no candidate: the logits there are not finite numbers "
+            "(NaN or infinite), so no probability exists; drawn in the missing-value grey.")
 
 
 def pooling_note(rows: int, cols: int, geometry: dict, row_name: str, col_name: str) -> str:
@@ -196,11 +226,15 @@ class _Planner:
         vmin, vmax, scale = diverging_limits(stack) if signed else sequential_limits()
         if masked:
             scale += "; masked positions grey"
+        missing = non_finite_text(stack, minus_inf_masked=masked and mask is None)
+        if missing:
+            scale += f"; {missing} grey"
         note = pooling_note(R, C, geometry, row_name, col_name)
         subtitle = f"{_shape_text(shape, dim_names)} · {scale}"
         self.add(
             key, section, name, shape, scale, title or name,
-            caption + (f" {note[0].upper() + note[1:]}." if note else ""),
+            caption + (f" {note[0].upper() + note[1:]}." if note else "")
+            + (f" {missing_sentence(missing)}" if missing else ""),
             "tiles",
             {
                 "values": stack, "mask": mask, "tile_titles": tile_titles, "geometry": geometry,
@@ -265,7 +299,7 @@ class _Planner:
         texts = [["" for _ in range(k)] for _ in shown]
         for r, pos in enumerate(shown):
             for c, rec in enumerate(table[pos]):
-                values[r, c] = rec["cosine"]
+                values[r, c] = number(rec["cosine"])
                 texts[r][c] = displayable(rec["readable"], 8)
         cut = f" (the first {len(shown)} of {len(rows)} distinct tokens)" if len(rows) > len(shown) else ""
         self.add(
@@ -284,9 +318,9 @@ class _Planner:
         weights: dict[str, float] = {}
         for pos in range(len(table)):
             for rec in table[pos]:
-                if rec["cosine"] > 0:
+                if number(rec["cosine"]) > 0:
                     label = rec["readable"]
-                    weights[label] = weights.get(label, 0.0) + rec["cosine"]
+                    weights[label] = weights.get(label, 0.0) + number(rec["cosine"])
         self.word_map("embeddings.neighbours.map", section, "W_E (token embedding matrix)", [len(table), k],
                       weights, "Embedding neighbours of the probe's tokens",
                       "size: cosine summed over the probe's positions (positive cosines only)",
@@ -370,7 +404,8 @@ class _Planner:
             for rec in row:
                 n = rec["neuron"]
                 count[n] = count.get(n, 0) + 1
-                best[n] = max(best.get(n, -math.inf), rec["value"])
+                value = number(rec["value"])
+                best[n] = max(best.get(n, -math.inf), value if math.isfinite(value) else -math.inf)
         chosen = sorted(count, key=lambda n: (-count[n], -best[n], n))[:64]
         chosen.sort()
         cut = f" (the {len(chosen)} most often in a top 5, of {len(count)})" if len(count) > len(chosen) else ""
@@ -385,13 +420,16 @@ class _Planner:
         b = f"blocks.{layer}"
         hooks = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post")
         colours = dict(palette.NORM_SERIES)  # the page's norm chart uses the same colours
-        series = [(h, norms[f"{b}.{h}"], colours[h]) for h in hooks if f"{b}.{h}" in norms]
+        series = [(h, [number(v) for v in norms[f"{b}.{h}"]], colours[h]) for h in hooks if f"{b}.{h}" in norms]
         if not series:
             return
+        missing = sum(1 for _, values, _ in series for v in values if not math.isfinite(v))
+        gaps = (f" {missing} of the norms are not finite numbers (the stream holds NaN or infinite values there): "
+                "the lines leave those positions out.") if missing else ""
         self.add(f"{b}.resid_norms", section, ", ".join(f"{b}.{h}" for h, _, _ in series), [len(series[0][1])],
                  "linear axis: L2 norm", f"{b}: residual-stream norm per position",
                  f"L2 norm of the residual stream at every position, before layer {layer}, after its attention and "
-                 "after its MLP.",
+                 "after its MLP." + gaps,
                  "lines", {"series": series, "labels": self.position_labels(), "ylabel": "L2 norm",
                            "title": f"{b}: residual-stream norm per position",
                            "subtitle": f"‖x‖₂ of hook_resid_pre, hook_resid_mid, hook_resid_post · [pos {self.T}]"},
@@ -439,16 +477,17 @@ class _Planner:
             return
         start = max(0, len(rows) - TABLE_ROWS)
         shown = rows[start:]
-        k = max(len(r) for r in shown)
+        k = max(1, max(len(r) for r in shown))  # a row is empty where the logits are not finite
         values = np.full((len(shown), k), np.nan, dtype=np.float32)
         texts = [["" for _ in range(k)] for _ in shown]
         for r, row in enumerate(shown):
             for c, rec in enumerate(row):
-                values[r, c] = rec["prob"]
+                values[r, c] = number(rec["prob"])
                 texts[r][c] = displayable(rec["readable"], 8)
         cut = f" Only the last {len(shown)} of {len(rows)} positions are shown." if start else ""
         labels = self.position_labels() or [str(i) for i in range(len(rows))]
-        self.add(key, section, tensor, [len(rows), k], sequential_limits()[2] + " (probability)", title, caption + cut,
+        self.add(key, section, tensor, [len(rows), k], sequential_limits()[2] + " (probability)", title,
+                 caption + cut + no_candidates(sum(1 for r in rows if not r), len(rows)),
                  "table",
                  {"values": values, "texts": texts, "row_labels": labels[start:start + len(shown)],
                   "col_labels": [str(i + 1) for i in range(k)], "vmin": 0.0, "vmax": 1.0,
@@ -465,8 +504,11 @@ class _Planner:
         T = len(lens[0]["topk"])
         start = max(0, T - TABLE_ROWS)
         shown = range(start, T)
-        values = np.array([[entry["topk"][pos][0]["prob"] for pos in shown] for entry in lens], dtype=np.float32)  # [L, shown]
-        texts = [[displayable(entry["topk"][pos][0]["readable"], 8) for pos in shown] for entry in lens]
+        tops = [[entry["topk"][pos][0] if entry["topk"][pos] else None for pos in shown] for entry in lens]  # [L][shown]
+        values = np.array([[number(t["prob"]) if t else np.nan for t in row] for row in tops],
+                          dtype=np.float32)  # [L, shown]: NaN where a row has no candidate
+        texts = [[displayable(t["readable"], 8) if t else "" for t in row] for row in tops]
+        empty = sum(1 for entry in lens for row in entry["topk"] if not row)
         labels = self.position_labels() or [str(i) for i in range(T)]
         tensor = ", ".join(e["hook"] for e in lens) if len(lens) <= 2 else f"blocks.{{0..{len(lens) - 1}}}.hook_resid_post"
         if self.final_notes:
@@ -479,7 +521,7 @@ class _Planner:
         self.add("final.logit_lens", section, tensor, [len(lens), T], scale, "Logit lens: top token after every layer",
                  "The most likely next token read from the residual stream after each layer (final norm and unembedding "
                  f"applied early), laid out as the page's logit-lens grid: layers down, positions across. {last} "
-                 "Cell colour is its probability." + cut,
+                 "Cell colour is its probability." + cut + no_candidates(empty, len(lens) * T, "cells"),
                  "table",
                  {"values": values, "texts": texts, "row_labels": [f"after L{e['layer']}" for e in lens],
                   "col_labels": labels[start:], "vmin": 0.0, "vmax": 1.0, "cmap": SEQUENTIAL, "wrap": True,
@@ -498,20 +540,24 @@ class _Planner:
         token = self.tokens[pos] if 0 <= pos < self.T else str(pos)
         comp_panels, dim_panels = [], []
         for cand in candidates:
-            head = f"{displayable(cand['readable'], 10)}  p={cand['prob']:.3f}  logit={cand['logit']:.3g}"
+            head = (f"{displayable(cand['readable'], 10)}  p={number(cand['prob']):.3f}  "
+                    f"logit={number(cand['logit']):.3g}")
             if cand.get("cap") is not None:  # the bars add up to the logit before the soft cap
-                head += f" (raw {cand['raw_logit']:.3g})"
-            comps = sorted(cand["by_component"], key=lambda c: -abs(c["value"]))
+                head += f" (raw {number(cand['raw_logit']):.3g})"
+            comps = sorted(({"name": c["name"], "value": number(c["value"])} for c in cand["by_component"]),
+                           key=lambda c: (-abs(c["value"]) if math.isfinite(c["value"]) else -math.inf))
             top = comps[:12]
             rest = sum(c["value"] for c in comps[12:])
             labels = [c["name"] for c in top] + ([f"{len(comps) - 12} others"] if len(comps) > 12 else []) + ["constant"]
-            values = [c["value"] for c in top] + ([rest] if len(comps) > 12 else []) + [cand["constant"]]
-            comp_panels.append({"title": head, "labels": labels, "values": values, "total": cand["component_sum"]})
-            dims = cand["by_dimension"]
+            values = [c["value"] for c in top] + ([rest] if len(comps) > 12 else []) + [number(cand["constant"])]
+            comp_panels.append({"title": head, "labels": labels, "values": values,
+                                "total": number(cand["component_sum"])})
+            dims = [{"dim": d["dim"], "product": number(d["product"])} for d in cand["by_dimension"]]
             shown = sum(d["product"] for d in dims)
             labels = [f"dim {d['dim']}" for d in dims] + ["other dims"]
-            values = [d["product"] for d in dims] + [cand["dimension_sum"] - shown]
-            dim_panels.append({"title": head, "labels": labels, "values": values, "total": cand["dimension_sum"]})
+            values = [d["product"] for d in dims] + [number(cand["dimension_sum"]) - shown]
+            dim_panels.append({"title": head, "labels": labels, "values": values,
+                               "total": number(cand["dimension_sum"])})
         n_comp = len(candidates[0]["by_component"])
         where = f"position {pos} ({token})"
         self.add("final.dla.by_component", section, "ln_final(resid) · W_U[token], split over residual components",

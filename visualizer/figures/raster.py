@@ -337,11 +337,12 @@ def _antialiased_line(image: Image.Image, box: tuple[int, int, int, int], points
 
 def lines_image(d: dict) -> Image.Image:
     """Line chart over positions from plots' 'lines' job data: series [(name, [T values], rgb)],
-    labels (T position labels), ylabel, title, subtitle. The y axis starts at 0."""
+    labels (T position labels), ylabel, title, subtitle. The y axis starts at 0. Values that are
+    not finite are left out: the line breaks there."""
     series, labels = d["series"], d["labels"]
     T = len(series[0][1])
     f = font(10)
-    top_value = max((max(v) for _, v, _ in series if len(v)), default=1.0)
+    top_value = max((v for _, values, _ in series for v in values if math.isfinite(v)), default=1.0)
     ticks_y = nice_ticks(0.0, max(top_value, 1e-12))
     y_max = ticks_y[-1]
     aw = min(MAX_AXES_W, max(480, T * 14))
@@ -369,11 +370,17 @@ def lines_image(d: dict) -> Image.Image:
         draw.text((left - 6, y), _number(v), font=f, fill=INK, anchor="rm")
     for name, values, colour in series:
         colour = tuple(colour)
-        points = [(x_of(i), y_of(v)) for i, v in enumerate(values)]
-        _antialiased_line(image, (left, top, aw, ah), points, colour)
-        if T <= 64:
-            for x, y in points:
-                draw.ellipse((left + x - 2, top + y - 2, left + x + 2, top + y + 2), fill=colour)
+        runs, run = [], []  # stretches of finite values, each drawn as one line
+        for i, v in enumerate(values):
+            if math.isfinite(v):
+                run.append((x_of(i), y_of(v)))
+            elif run:
+                runs, run = runs + [run], []
+        for points in runs + ([run] if run else []):
+            _antialiased_line(image, (left, top, aw, ah), points, colour)
+            if T <= 64:
+                for x, y in points:
+                    draw.ellipse((left + x - 2, top + y - 2, left + x + 2, top + y + 2), fill=colour)
     draw.rectangle((left - 1, top - 1, left + aw, top + ah), outline=GREY)
     items = []
     for i, label in x_ticks:
@@ -397,10 +404,10 @@ def lines_image(d: dict) -> Image.Image:
 def bars_image(d: dict) -> Image.Image:
     """Horizontal bar charts side by side, one x scale for all, from plots' 'bars' job data:
     panels [{title, labels, values, total}], xlabel, title, subtitle. Positive bars red, negative
-    blue, a line at 0."""
+    blue, a line at 0; a value that is not finite gets no bar, and its text ('nan', 'inf') in grey."""
     panels = d["panels"]
     f = font(10)
-    everything = [v for p in panels for v in p["values"]] + [0.0]
+    everything = [v for p in panels for v in p["values"] if math.isfinite(v)] + [0.0]
     scale_ticks = nice_ticks(min(everything), max(everything), 4)
     low, high = scale_ticks[0], scale_ticks[-1]
     label_w = int(max(f.getlength(s) for p in panels for s in p["labels"])) + 10
@@ -430,9 +437,12 @@ def bars_image(d: dict) -> Image.Image:
         zero = left + x_of(0.0)
         for i, (label, v) in enumerate(zip(p["labels"], p["values"])):
             y = top + i * bar_h
+            draw.text((left - 6, y + bar_h // 2), label, font=f, fill=INK, anchor="rm")
+            if not math.isfinite(v):
+                draw.text((zero + 3, y + bar_h // 2), str(v), font=f, fill=GREY, anchor="lm")
+                continue
             a, b = sorted((zero, left + x_of(v)))
             draw.rectangle((a, y + 2, max(a, b - 1), y + bar_h - 3), fill=POSITIVE_RGB if v >= 0 else NEGATIVE_RGB)
-            draw.text((left - 6, y + bar_h // 2), label, font=f, fill=INK, anchor="rm")
         draw.line((zero, top, zero, top + ah), fill=INK)
         draw.rectangle((left - 1, top - 1, left + pw, top + ah), outline=GREY)
         draw.text((left + pw // 2, top + ah + 20), d["xlabel"], font=f, fill=INK, anchor="mt")

@@ -98,6 +98,28 @@ class LoadedModel:
     adapter: "Adapter" = field(repr=False, default=None)
 
 
+@torch.no_grad()
+def non_finite_weights(model: nn.Module) -> dict[str, dict[str, int]]:
+    """name -> {"nan": count, "inf": count} for every floating parameter or buffer of `model` that
+    holds a NaN or an infinity, in the module tree's order; {} for a healthy model."""
+    found, seen = {}, set()
+    for name, tensor in model.state_dict(keep_vars=False).items():
+        if tensor.data_ptr() in seen:  # a tied matrix (nanoGPT's lm_head is wte) is counted once
+            continue
+        seen.add(tensor.data_ptr())
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            found[name] = {"nan": int(tensor.isnan().sum()), "inf": int(tensor.isinf().sum())}
+    return found
+
+
+def describe_non_finite(found: dict[str, dict[str, int]]) -> str:
+    """'1 NaN in transformer.h.0.mlp.c_fc.weight (and 2 more tensors)' for `non_finite_weights`."""
+    name, counts = next(iter(found.items()))
+    what = " and ".join(f"{counts[kind]:,} {name}" for kind, name in (("nan", "NaN"), ("inf", "inf")) if counts[kind])
+    more = f" (and {len(found) - 1} more tensor{'s' if len(found) > 2 else ''})" if len(found) > 1 else ""
+    return f"{what} in {name}{more}"
+
+
 class Adapter:
     """Per-family knowledge used by capture and the report. Subclasses fill in every method."""
 

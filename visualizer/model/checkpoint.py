@@ -11,6 +11,7 @@ shapes, which buffers to drop): the family adapters pass their model's state dic
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import torch
@@ -18,6 +19,7 @@ import torch
 from visualizer.errors import VisualizerError
 
 COMPILED_PREFIX = "_orig_mod."
+MAX_CONTEXT = 1 << 20  # positions: far above any model this tool opens; a bound on tables sized by a declared context
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
@@ -29,15 +31,41 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+UNPICKLER_ERROR = re.compile(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|$)", re.S)
+
+
+def load_failure(e: BaseException) -> str:
+    """What a failed `torch.load(weights_only=True)` says, in our words: the class a checkpoint
+    holds that the safe loader refuses, or the loader's own reason, never torch's advice to load
+    the file with `weights_only=False` (which would run code from it)."""
+    text = str(e).strip()
+    refused = UNSUPPORTED_GLOBAL.search(text)
+    if refused:
+        return (f"not a plain tensor checkpoint (it holds {refused.group(1)}, which the safe loader refuses: "
+                "unpickling it could run code from the file; nothing was run)")
+    reason = UNPICKLER_ERROR.search(text)
+    if reason:
+        detail = " ".join(reason.group(1).split())
+        return f"not a loadable torch checkpoint (the safe loader cannot read it: {detail[:160]})"
+    if isinstance(e, EOFError):
+        return "not a loadable torch checkpoint (the file is empty or ends too early)"
+    first = text.splitlines()[0] if text else ""
+    if "weights_only" in first:  # any other torch advice about the unsafe loader: not ours to repeat
+        first = ""
+    return f"not a loadable torch checkpoint ({type(e).__name__}{': ' + first[:200] if first else ''})"
+
+
 def torch_load(path: Path, device: torch.device) -> object:
     """`torch.load(weights_only=True)`, its failures told as one-line VisualizerErrors."""
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except PermissionError:
         raise VisualizerError(f"{path}: checkpoint is not readable (permission denied)") from None
+    except IsADirectoryError:
+        raise VisualizerError(f"{path}: a folder, not a checkpoint file") from None
     except Exception as e:  # corrupt zip, truncated file, disallowed global under weights_only
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise VisualizerError(f"{path}: not a loadable torch checkpoint ({first[:200]})") from None
+        raise VisualizerError(f"{path}: {load_failure(e)}") from None
 
 
 class StateDict:
@@ -97,3 +125,39 @@ def check_missing(path: Path, present: dict, expected: dict, hint: str = "") -> 
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise VisualizerError(f"{path}: missing state-dict key '{missing[0]}'{more}{hint}")
+
+
+def check_sizes(state: StateDict, where: str, sizes: list[tuple[str, int, tuple[str, ...], int]],
+                source: Path | None = None, shown: dict[str, str] | None = None) -> None:
+    """Declared sizes against the stored tensors, before a model of those sizes is allocated: each
+    (field, value, keys, axis) needs the first of `keys` the state dict has to be `value` long
+    along `axis`. A VisualizerError names the field (of `where`, in `source` when the sizes come
+    from another file than the weights), its value (or `shown[field]`), the key and its shape."""
+    shown = shown or {}
+    prefix, of = (state.path, "") if source is None else (source, f" in {state.path.name}")
+    for field, value, keys, axis in sizes:
+        key = next((k for k in keys if k in state.tensors), None)
+        if key is None:
+            raise VisualizerError(f"{state.path}: missing state-dict key '{keys[0]}' (it holds {where}['{field}'])")
+        shape = tuple(state.tensors[key].shape)
+        if len(shape) <= axis or shape[axis] != value:
+            raise VisualizerError(
+                f"{prefix}: {where}['{field}'] is {shown.get(field, value)} but state-dict key '{state.raw[key]}'{of} "
+                f"has shape {shape}"
+            )
+
+
+def check_layer_count(state: StateDict, where: str, field: str, n_layer: int, prefix: str,
+                      source: Path | None = None) -> None:
+    """The state dict holds blocks `prefix`0 .. `prefix`(n_layer - 1) (a gap is a missing key,
+    found later): a VisualizerError naming the field and what the file holds otherwise."""
+    pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
+    indices = {int(m.group(1)) for key in state.tensors if (m := pattern.match(key))}
+    name, holds = (state.path, "the state dict holds") if source is None else (source, f"{state.path.name} holds")
+    if not indices:
+        raise VisualizerError(f"{name}: {where}['{field}'] is {n_layer} but {holds} no '{prefix}N.' keys")
+    if max(indices) + 1 != n_layer:
+        raise VisualizerError(
+            f"{name}: {where}['{field}'] is {n_layer} but {holds} blocks {prefix}0 .. {prefix}{max(indices)} "
+            f"({max(indices) + 1} layers)"
+        )

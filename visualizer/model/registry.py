@@ -15,7 +15,7 @@ from visualizer.errors import VisualizerError
 import visualizer.model.hf.adapter as hf
 import visualizer.model.nanochat.adapter as nanochat
 import visualizer.model.nanogpt.adapter as nanogpt
-from visualizer.model.base import LoadedModel
+from visualizer.model.base import LoadedModel, non_finite_weights
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_CHECKPOINT = REPO_ROOT / "demo" / "shakespeare-char" / "ckpt.pt"
@@ -76,8 +76,17 @@ def load_model(
     step: int | None = None,
     tokenizer: Path | None = None,
 ) -> LoadedModel:
-    """Load a checkpoint of any family we know, in eval mode, float32, on `device`."""
-    checkpoint = Path(checkpoint)
+    """Load a checkpoint of any family we know, in eval mode, float32, on `device`. Weights that are
+    not finite are counted in the card ('non_finite_weights'; verification then fails, by name)."""
+    loaded = _load(Path(checkpoint), meta, device, family, step, tokenizer)
+    broken = non_finite_weights(loaded.model)
+    if broken:
+        loaded.card["non_finite_weights"] = broken
+    return loaded
+
+
+def _load(checkpoint: Path, meta: Path | None, device: str, family: str | None, step: int | None,
+          tokenizer: Path | None) -> LoadedModel:
     family, _ = resolve_family(checkpoint, family)
     torch_device = choose_device(device)
     if family == "nanochat":

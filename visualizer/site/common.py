@@ -20,6 +20,7 @@ import markupsafe
 import visualizer.figures.palette as palette
 from visualizer import __version__
 from visualizer.artefacts.layout import REPORT_MARKER
+from visualizer.artefacts.numbers import stored
 from visualizer.model.tokenizer import readable
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -39,7 +40,10 @@ def environment() -> jinja2.Environment:
     )
     env.filters["readable"] = readable
     env.filters["num"] = format_number
-    env.filters["pct"] = lambda p: f"{100 * p:.2f}%"
+    # numbers as the run's JSON files store them: "nan", "inf", "-inf" format as those floats do
+    env.filters["pct"] = lambda p: f"{100 * stored(p):.2f}%"
+    env.filters["format"] = lambda fmt, *args: fmt % tuple(stored(a) for a in args)
+    env.filters["abs"] = lambda x: abs(stored(x))
     env.filters["tojson_safe"] = lambda obj: markupsafe.Markup(json_for_script(obj))  # for <script type="application/json">
     env.filters["cell_style"] = cell_style
     return env
@@ -50,6 +54,7 @@ def cell_style(value: float | None, scale: str = "diverging", limit: float = 1.0
     -limit..+limit, 'sequential' on 0..limit. No value: no colour."""
     if value is None:
         return ""
+    value, limit = stored(value), stored(limit)
     limit = limit if limit > 0 else 1.0
     background = palette.colour(scale, value, -limit if scale == "diverging" else 0.0, limit)
     return f"background: {palette.hex_of(background)}; color: {palette.hex_of(palette.ink_for(background))}"

@@ -9,7 +9,9 @@ encoded by artefacts/attention_codec.py (which also decodes them):
 Thumbnails are the pattern max-pooled to at most THUMB_SIZE x THUMB_SIZE cells (uint8).
 
 Data files are classic scripts that add one entry to a global (`window.__vizLayers[l] = {...}`)
-so that the page can load them from file:// by adding a <script> tag.
+so that the page can load them from file:// by adding a <script> tag. A number the model did not
+compute as a finite value (a model with NaN weights) is written as JavaScript's own `NaN`,
+`Infinity` or `-Infinity` (scripts, not JSON files); the views draw it grey and write it as such.
 
 What this module does not do: read report folders (render.py), or write HTML (site.py, templates).
 """

@@ -47,7 +47,7 @@ class Side:
     def top1(self, n: int) -> list[str]:
         """Readable top next token at each of the first n positions."""
         if self.report_data:
-            return [row[0]["readable"] for row in self.report_data["final"]["topk"][:n]]
+            return [row[0]["readable"] if row else "–" for row in self.report_data["final"]["topk"][:n]]  # none: not finite logits
         return [f"#{int(i)}" for i in self.tensors["logits"][:n].argmax(-1).tolist()]
 
     def describe(self) -> dict:

@@ -23,7 +23,9 @@ import torch
 
 from visualizer.errors import VisualizerError
 from visualizer.model.hf.architectures import Architecture, entry_for
+from visualizer.model.hf.shapes import check_config_against_weights, check_safetensors_files, first_line
 from visualizer.model.hf.tokenizer import HFTokenizer
+from visualizer.model.probe import TRIAL_TEXT, guarded_tokenizer_call
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
@@ -33,15 +35,37 @@ SAFETENSORS_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F
 HUB_BLOB = re.compile(r"[0-9a-f]{64}")  # huggingface_hub names a large file's blob by its sha256
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def parse_config_json(path: Path) -> dict:
+    """config.json as a dict, or one VisualizerError naming it: not UTF-8, not JSON (NaN and
+    Infinity included, which Python's json would accept), nested too deep, not an object."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise VisualizerError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise VisualizerError(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        raw = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as e:
+        raise VisualizerError(f"{path}: not valid JSON ({type(e).__name__}: {first_line(e)})") from None
+    if not isinstance(raw, dict):
+        raise VisualizerError(f"{path}: not a JSON object (a {type(raw).__name__})")
+    return raw
+
+
 def read_config_json(folder: Path) -> dict | None:
+    """config.json as a dict; None when it is absent or unreadable (parse_config_json says why)."""
     path = folder / "config.json"
     if not path.is_file():
         return None
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return parse_config_json(path)
+    except VisualizerError:
         return None
-    return raw if isinstance(raw, dict) else None
 
 
 def looks_like_hf(path: Path | str) -> bool:
@@ -102,9 +126,9 @@ def resolve_folder(source: Path | str) -> tuple[Path, str]:
 
 def check_folder(folder: Path) -> tuple[dict, Architecture]:
     """(config.json as a dict, the architecture's entry), or one clear error naming what is missing."""
-    raw = read_config_json(folder)
-    if raw is None:
-        raise VisualizerError(f"{folder}: no readable config.json (a Hugging Face model folder has one)")
+    if not (folder / "config.json").is_file():
+        raise VisualizerError(f"{folder}: no config.json (a Hugging Face model folder has one)")
+    raw = parse_config_json(folder / "config.json")
     entry = entry_for(raw.get("model_type"), str(folder / "config.json"))
     for flag in entry.eager_bypass:
         if raw.get(flag):
@@ -116,6 +140,7 @@ def check_folder(folder: Path) -> tuple[dict, Architecture]:
         raise VisualizerError(f"{folder}: no weights found (expected one of {', '.join(WEIGHT_FILES)})")
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
         raise VisualizerError(f"{folder}: no tokenizer files found (expected one of {', '.join(TOKENIZER_FILES)})")
+    check_safetensors_files(folder)
     return raw, entry
 
 
@@ -171,10 +196,6 @@ def quiet_transformers():
             logging.enable_progress_bar()
 
 
-def first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)[:300]
-
-
 def read_model(folder: Path, entry: Architecture, device: torch.device):
     """transformers' own model class for the entry, float32, eager attention, in eval mode on `device`."""
     import transformers
@@ -182,8 +203,16 @@ def read_model(folder: Path, entry: Architecture, device: torch.device):
     cls = getattr(transformers, entry.transformers_class)
     try:
         with quiet_transformers():
+            config = cls.config_class.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+    except Exception as e:  # transformers validates field types and values
+        reason = " ".join(str(e).split())[:300]
+        raise VisualizerError(f"{folder / 'config.json'}: transformers refused it ({reason})") from None
+    check_config_against_weights(folder, entry, cls, config)  # before a model of config.json's sizes is allocated
+    try:
+        with quiet_transformers():
             model, info = cls.from_pretrained(
                 str(folder),
+                config=config,
                 local_files_only=True,
                 trust_remote_code=False,
                 weights_only=True,
@@ -213,11 +242,19 @@ def read_model(folder: Path, entry: Architecture, device: torch.device):
 
 
 def read_tokenizer(folder: Path, model_vocab: int) -> HFTokenizer:
+    """The folder's tokenizer through transformers, and one trial encoding: a Rust panic (a hostile
+    regex in tokenizer.json) is one error naming the file, at load, not at the probe."""
     from transformers import AutoTokenizer
 
-    try:
-        with quiet_transformers():
-            hf_tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
-    except Exception as e:
-        raise VisualizerError(f"{folder}: transformers could not load the tokenizer ({first_line(e)})") from None
+    source = str(next((folder / name for name in TOKENIZER_FILES if (folder / name).is_file()), folder))
+
+    def load():
+        try:
+            with quiet_transformers():
+                return AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+        except Exception as e:
+            raise VisualizerError(f"{folder}: transformers could not load the tokenizer ({first_line(e)})") from None
+
+    hf_tokenizer = guarded_tokenizer_call(load, "loading", source)
+    guarded_tokenizer_call(lambda: hf_tokenizer(TRIAL_TEXT, verbose=False), "a trial text at load", source)
     return HFTokenizer(hf_tokenizer, model_vocab)

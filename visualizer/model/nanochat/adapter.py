@@ -51,13 +51,16 @@ from visualizer.model.base import (
     slug,
 )
 from visualizer.model.block_hooks import block_specs
-from visualizer.model.checkpoint import StateDict, check_missing, file_sha256, torch_load
+from visualizer.model.checkpoint import (
+    MAX_CONTEXT, StateDict, check_layer_count, check_missing, check_sizes, file_sha256, torch_load,
+)
 from visualizer.model.nanochat.model import (
     GPT,
     SMEAR_GATE_CHANNELS,
     SOFTCAP,
     NanochatConfig,
     attention_allowed,
+    PAD_VOCAB_TO,
     padded_vocab,
     rms_norm,
 )
@@ -160,8 +163,8 @@ def locate(checkpoint: Path, step: int | None) -> tuple[Path, Path]:
 def read_meta(path: Path) -> dict:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise VisualizerError(f"{path}: not readable JSON ({type(e).__name__}: {e})") from None
+    except (OSError, ValueError, RecursionError) as e:  # unreadable, not UTF-8, not JSON, nested too deep
+        raise VisualizerError(f"{path}: not readable JSON ({type(e).__name__}: {str(e)[:200]})") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("model_config"), dict):
         raise VisualizerError(f"{path}: no 'model_config' object")
     config = meta["model_config"]
@@ -224,6 +227,25 @@ def build_config(path: Path, model_config: dict, architecture: str, state: dict)
         window_pattern=model_config.get("window_pattern"),
         padded_vocab_size=rows,
     )
+
+
+def check_declared(meta_file: Path, state: StateDict, config: NanochatConfig) -> None:
+    """model_config's sizes against the stored tensors (wte [rows, n_embd], c_k [n_kv_head * d_head,
+    n_embd], blocks h.0 .. h.{n_layer-1}) and sequence_len within MAX_CONTEXT (the rotary tables
+    are that long), before a model of those sizes is allocated."""
+    if config.sequence_len > MAX_CONTEXT:
+        raise VisualizerError(f"{meta_file}: model_config['sequence_len'] is {config.sequence_len}, more than the "
+                              f"{MAX_CONTEXT:,} positions visualizer allocates rotary tables for")
+    padded = f"{config.vocab_size} ({config.padded_vocab_size} rows, padded to {PAD_VOCAB_TO})" \
+        if config.padded_vocab_size != config.vocab_size else str(config.vocab_size)
+    check_sizes(state, "model_config", [
+        ("n_embd", config.n_embd, ("transformer.wte.weight", "lm_head.weight"), 1),
+        ("vocab_size", config.padded_vocab_size, ("transformer.wte.weight", "lm_head.weight"), 0),
+    ], source=meta_file, shown={"vocab_size": padded})
+    check_layer_count(state, "model_config", "n_layer", config.n_layer, "transformer.h.", source=meta_file)
+    key_rows = config.n_kv_head * config.head_dim
+    check_sizes(state, "model_config", [("n_kv_head", key_rows, ("transformer.h.0.attn.c_k.weight",), 0)], source=meta_file,
+                shown={"n_kv_head": f"{config.n_kv_head} (with n_head {config.n_head}: {key_rows} key rows)"})
 
 
 def check_state(path: Path, state: StateDict, model: GPT) -> tuple[dict, dict[str, int]]:
@@ -335,6 +357,7 @@ def load(checkpoint: Path, device: torch.device, step: int | None = None, tokeni
     state = read_state(model_file, torch.device("cpu"))
     architecture = architecture_of(state.tensors)
     config = build_config(meta_file, meta["model_config"], architecture, state.tensors)
+    check_declared(meta_file, state, config)  # before GPT(config) allocates anything
     model = GPT(config)
     weights, dtypes = check_state(model_file, state, model)
     model.load_state_dict(weights, strict=True)

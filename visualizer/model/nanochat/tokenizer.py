@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 from visualizer.errors import VisualizerError
+from visualizer.model.probe import TRIAL_TEXT, guarded_tokenizer_call
 from visualizer.model.safe_pickle import load_restricted
 from visualizer.model.tokenizer import BpeTokenizer, Encoded, gpt2_bpe_offline
 
@@ -77,7 +78,7 @@ def read_encoding(path: Path):
         )
     state = _check_state(path, state)
     try:
-        return tiktoken.Encoding(
+        encoding = tiktoken.Encoding(
             name=state["name"],
             pat_str=state["pat_str"],
             mergeable_ranks=state["mergeable_ranks"],
@@ -85,6 +86,10 @@ def read_encoding(path: Path):
         )
     except Exception as e:  # tiktoken refuses inconsistent ranks or a bad pattern
         raise VisualizerError(f"{path}: tiktoken cannot build this Encoding ({type(e).__name__}: {e})") from None
+    # a pattern tiktoken compiles may still panic when it splits text (one that matches the empty string)
+    guarded_tokenizer_call(lambda: encoding.encode_ordinary(TRIAL_TEXT),
+                           "a trial text at load, splitting it with its 'pat_str'", str(path))
+    return encoding
 
 
 class NanochatTokenizer(BpeTokenizer):

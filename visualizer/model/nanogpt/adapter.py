@@ -3,8 +3,10 @@ activation lives in our mirror of its module tree (`nanogpt_model.py`).
 
 Handles: the `_orig_mod.` prefix of compiled runs, bias on or off, any shape, tied embeddings,
 optimizer state present or not, float32/bfloat16/float16 weights (analysis runs in float32), the
-causal-mask buffer older PyTorch versions saved. Refuses, naming the key: a key we do not know, a
-missing key, a shape that does not fit `model_args`.
+causal-mask buffer older PyTorch versions saved. Refuses, naming the key: a field of the wrong type
+(`model_args`, `iter_num`, `best_val_loss`, `config`), sizes in `model_args` that the stored
+tensors do not have (checked before the model is allocated, so a hostile `n_layer` costs nothing),
+a key we do not know, a missing key, a shape that does not fit `model_args`.
 
 What this module does not do: execute or import anything from the checkpoint's folder.
 """
@@ -19,7 +21,9 @@ from torch.nn import functional as F
 
 import visualizer.capture.attention as attention
 from visualizer.errors import VisualizerError
-from visualizer.model.checkpoint import StateDict, check_missing, file_sha256, torch_load
+from visualizer.model.checkpoint import (
+    StateDict, check_layer_count, check_missing, check_sizes, file_sha256, torch_load,
+)
 from visualizer.model.safe_pickle import load_restricted
 from visualizer.model.tokenizer import Tokenizer, from_meta, gpt2_bpe_offline
 from visualizer.model.base import (
@@ -39,6 +43,15 @@ from visualizer.model.decompose import add_attention_pieces, frozen_layer_norm
 from visualizer.model.nanogpt.model import GPT, GPTConfig
 
 REQUIRED_ARGS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")
+WTE, WPE, LM_HEAD = "transformer.wte.weight", "transformer.wpe.weight", "lm_head.weight"
+
+
+def is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def model_name(checkpoint: Path) -> str:
@@ -67,43 +80,111 @@ def read_config(path: Path, model_args: object) -> GPTConfig:
         raise VisualizerError(f"{path}: key 'model_args' is not a dict")
     for key in REQUIRED_ARGS:
         value = model_args.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        if not is_int(value) or value <= 0:
             raise VisualizerError(f"{path}: model_args['{key}'] must be a positive integer, found {value!r}")
     if model_args["n_embd"] % model_args["n_head"]:
         raise VisualizerError(
             f"{path}: model_args n_embd={model_args['n_embd']} is not a multiple of n_head={model_args['n_head']}"
         )
+    bias = model_args.get("bias", True)
+    if not isinstance(bias, bool):
+        raise VisualizerError(f"{path}: model_args['bias'] must be True or False, found {bias!r}")
+    dropout = model_args.get("dropout", 0.0)
+    dropout = 0.0 if dropout is None else dropout
+    if not is_number(dropout) or not 0.0 <= dropout <= 1.0:
+        raise VisualizerError(f"{path}: model_args['dropout'] must be a number from 0 to 1, found {dropout!r}")
     return GPTConfig(
         block_size=model_args["block_size"],
         vocab_size=model_args["vocab_size"],
         n_layer=model_args["n_layer"],
         n_head=model_args["n_head"],
         n_embd=model_args["n_embd"],
-        dropout=float(model_args.get("dropout", 0.0) or 0.0),
-        bias=bool(model_args.get("bias", True)),
+        dropout=float(dropout),
+        bias=bias,
     )
 
 
-def clean_state_dict(path: Path, state: object, model: GPT) -> tuple[dict, dict]:
-    """Strip compile prefixes, drop saved causal masks, check every key and shape, cast to float32."""
+def check_fields(path: Path, ckpt: dict) -> None:
+    """The entries train.py writes besides the weights, each of its type (absent or None is fine):
+    iter_num a non-negative integer, best_val_loss a number (or a one-element tensor, as train.py
+    stores it), config a dict whose 'dataset' is a string."""
+    iters = ckpt.get("iter_num")
+    if iters is not None and (not is_int(iters) or iters < 0):
+        raise VisualizerError(f"{path}: 'iter_num' must be a non-negative integer, found {iters!r}")
+    best = ckpt.get("best_val_loss")
+    if isinstance(best, torch.Tensor):
+        if best.numel() != 1 or not (best.is_floating_point() or best.dtype in (torch.int32, torch.int64)):
+            raise VisualizerError(
+                f"{path}: 'best_val_loss' must be a number, found a {tuple(best.shape)} {best.dtype} tensor")
+    elif best is not None and not is_number(best):
+        raise VisualizerError(f"{path}: 'best_val_loss' must be a number, found {best!r}"[:300])
+    config = ckpt.get("config")
+    if config is not None and not isinstance(config, dict):
+        raise VisualizerError(f"{path}: 'config' must be a dict (train.py's settings), found {type(config).__name__}")
+    dataset = (config or {}).get("dataset")
+    if dataset is not None and not isinstance(dataset, str):
+        raise VisualizerError(f"{path}: config['dataset'] must be a string, found {dataset!r}"[:300])
+
+
+def read_state(path: Path, state: object) -> StateDict:
+    """The state dict, `_orig_mod.` prefixes removed, the causal-mask buffers PyTorch < 2 runs saved
+    dropped (we always mask causally)."""
     if not isinstance(state, dict):
         raise VisualizerError(f"{path}: key 'model' is not a state dict")
     read = StateDict(path, state)
-    # the causal mask buffer PyTorch < 2 runs saved; we always mask causally
     read.drop([k for k, t in read.tensors.items() if re.fullmatch(r"transformer\.h\.\d+\.attn\.bias", k) and t.dim() == 4])
+    return read
+
+
+def check_declared(read: StateDict, config: GPTConfig) -> None:
+    """model_args' sizes are the stored tensors' (wte [vocab_size, n_embd], wpe [block_size, n_embd],
+    blocks h.0 .. h.{n_layer-1}), checked before a model of those sizes is allocated."""
+    check_sizes(read, "model_args", [
+        ("vocab_size", config.vocab_size, (WTE, LM_HEAD), 0),
+        ("n_embd", config.n_embd, (WTE, LM_HEAD), 1),
+        ("block_size", config.block_size, (WPE,), 0),
+    ])
+    check_layer_count(read, "model_args", "n_layer", config.n_layer, "transformer.h.")
+
+
+def clean_state_dict(read: StateDict, model: GPT) -> tuple[dict, dict]:
+    """Check every key and shape against the model, cast to float32, fill in the tied matrix."""
+    path = read.path
     expected = model.state_dict()
     read.check_known(expected, "not nanoGPT's, or model_args disagree", "model_args imply")
     first = next(iter(read.tensors.values()), None)
     facts = {"compiled_prefix": read.compiled, "weights_dtype": str(first.dtype).replace("torch.", "") if first is not None else None}
     cleaned = read.float32()
-    tied = ("transformer.wte.weight", "lm_head.weight")
-    if tied[0] in cleaned and tied[1] in cleaned and not torch.equal(cleaned[tied[0]], cleaned[tied[1]]):
-        raise VisualizerError(f"{path}: 'lm_head.weight' differs from 'transformer.wte.weight'; nanoGPT ties them")
+    tied = (WTE, LM_HEAD)
+    if tied[0] in cleaned and tied[1] in cleaned:
+        check_tied(path, cleaned[tied[0]], cleaned[tied[1]])
     for a, b in (tied, tied[::-1]):
         if a in cleaned and b not in cleaned:
             cleaned[b] = cleaned[a]
     check_missing(path, cleaned, expected)
     return cleaned, facts
+
+
+def check_tied(path: Path, wte: torch.Tensor, lm_head: torch.Tensor) -> None:
+    """nanoGPT's lm_head.weight is wte.weight (one matrix saved under both keys): the first entry
+    where they differ is named, and said to be a NaN or an infinity when it is one (NaN equals
+    NaN here: the same matrix with a NaN in it is still one matrix)."""
+    same = (wte == lm_head) | (wte.isnan() & lm_head.isnan())  # [vocab, n_embd]
+    if bool(same.all()):
+        return
+    differ = ~same
+    row, col = (int(i) for i in differ.nonzero()[0])
+    a, b = float(wte[row, col]), float(lm_head[row, col])
+    count = int(differ.sum())
+    broken = int((differ & ~(torch.isfinite(wte) & torch.isfinite(lm_head))).sum())
+    if broken == count:
+        entries = f"{count} entr{'y' if count == 1 else 'ies'}"
+        what = f"the copies differ only where one holds a NaN or an infinity ({entries})"
+    else:
+        what = f"{count} entries differ" + (f", {broken} of them NaN or infinite in one copy" if broken else "")
+    raise VisualizerError(
+        f"{path}: 'lm_head.weight' differs from 'transformer.wte.weight' (nanoGPT ties them: one matrix): "
+        f"at [{row}, {col}] lm_head.weight holds {b:.6g}, transformer.wte.weight {a:.6g}; {what}")
 
 
 def find_meta(checkpoint: Path, ckpt: dict) -> Path | None:
@@ -121,25 +202,33 @@ def find_meta(checkpoint: Path, ckpt: dict) -> Path | None:
     return None
 
 
-def read_tokenizer(meta_path: Path | None, vocab_size: int) -> Tokenizer:
+def read_tokenizer(meta_path: Path | None, vocab_size: int, given: bool = True) -> Tokenizer:
+    """The vocabulary in `meta_path` (GPT-2's BPE when None), checked against the checkpoint's
+    vocab_size. Every message names the file it is about; `given` says whether the user named it
+    (--meta) or it was found (beside the checkpoint, in data/<dataset>/), and only then is --meta
+    mentioned."""
     if meta_path is None:
         tokenizer = gpt2_bpe_offline()
+        source = "GPT-2's BPE (no meta.pkl found)"
     else:
+        source = str(meta_path) if given else f"{meta_path} (the meta.pkl found for this checkpoint)"
         if not meta_path.is_file():
             raise VisualizerError(f"{meta_path}: meta.pkl not found")
         meta = load_restricted(meta_path)
         tokenizer = from_meta(meta, str(meta_path))
         declared = meta.get("vocab_size", tokenizer.vocab_size)
+        if not is_int(declared):
+            raise VisualizerError(f"{source}: 'vocab_size' must be an integer, found {declared!r}"[:300])
         if declared != vocab_size:
             raise VisualizerError(
-                f"{meta_path}: vocab_size {declared} does not match the checkpoint's vocab_size {vocab_size}"
+                f"{source}: vocab_size {declared} does not match the checkpoint's vocab_size {vocab_size}"
             )
         too_big = [i for i in tokenizer.itos if not 0 <= i < vocab_size]
         if too_big:
-            raise VisualizerError(f"{meta_path}: token id {too_big[0]} is outside the checkpoint's vocab of {vocab_size}")
+            raise VisualizerError(f"{source}: token id {too_big[0]} is outside the checkpoint's vocab of {vocab_size}")
     if tokenizer.vocab_size > vocab_size:
         raise VisualizerError(
-            f"tokenizer has {tokenizer.vocab_size} tokens but the checkpoint's vocab_size is {vocab_size}"
+            f"{source}: the tokenizer has {tokenizer.vocab_size} tokens but the checkpoint's vocab_size is {vocab_size}"
         )
     return tokenizer
 
@@ -148,15 +237,18 @@ def load(checkpoint: Path, meta: Path | None, device: torch.device) -> LoadedMod
     checkpoint = Path(checkpoint)
     ckpt = read_checkpoint(checkpoint, device)
     config = read_config(checkpoint, ckpt["model_args"])
+    check_fields(checkpoint, ckpt)
+    read = read_state(checkpoint, ckpt["model"])
+    check_declared(read, config)  # before GPT(config) allocates anything
     model = GPT(config)
-    state, facts = clean_state_dict(checkpoint, ckpt["model"], model)
+    state, facts = clean_state_dict(read, model)
     model.load_state_dict(state, strict=True)
     model.to(device).eval()
     meta_path = Path(meta) if meta else find_meta(checkpoint, ckpt)
-    tokenizer = read_tokenizer(meta_path, config.vocab_size)
+    tokenizer = read_tokenizer(meta_path, config.vocab_size, given=bool(meta))
     best = ckpt.get("best_val_loss")
     best = float(best.item() if isinstance(best, torch.Tensor) else best) if best is not None else None
-    train_config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
+    train_config = ckpt.get("config") or {}
     dims = Dims(
         n_layer=config.n_layer,
         n_head=config.n_head,
@@ -173,9 +265,9 @@ def load(checkpoint: Path, meta: Path | None, device: torch.device) -> LoadedMod
         "checkpoint_sha256": file_sha256(checkpoint),
         "meta_file": meta_path.name if meta_path else None,
         "model_args": {k: ckpt["model_args"][k] for k in sorted(ckpt["model_args"]) if isinstance(ckpt["model_args"][k], (int, float, bool, str))},
-        "iter_num": int(ckpt["iter_num"]) if isinstance(ckpt.get("iter_num"), int) else None,
+        "iter_num": ckpt.get("iter_num"),
         "best_val_loss": best,
-        "dataset": train_config.get("dataset") if isinstance(train_config.get("dataset"), str) else None,
+        "dataset": train_config.get("dataset"),
         "n_params": model.num_params(),
         "weights_dtype": facts["weights_dtype"],
         "compiled_prefix": facts["compiled_prefix"],
