@@ -39,7 +39,7 @@ from visualizer.config import Config, GenerateConfig, ModelSource
 from visualizer.errors import VisualizerError, one_line
 from visualizer.model.base import LoadedModel, slug
 from visualizer.model.probe import Probe, prepare_probe
-from visualizer.model.registry import DEMO_CHECKPOINT, DEMO_META, load_model, resolve_family
+from visualizer.model.registry import demo_paths, load_model, resolve_family
 
 VISUALIZATIONS = Path("visualizations")
 
@@ -65,11 +65,9 @@ def probe_folder(probe: Probe) -> str:
 
 
 def checkpoint_paths(source: ModelSource) -> tuple[Path, Path | None]:
-    """The checkpoint and meta to read: the embedded demo when no checkpoint is given (its meta.pkl
-    only for the family it is: a --family naming another gets the demo's own error, not one about
-    a --meta nobody gave)."""
+    """The checkpoint and meta to read: the embedded demo when no checkpoint is given."""
     if source.checkpoint is None:
-        return DEMO_CHECKPOINT, source.meta or (DEMO_META if source.family in (None, "nanogpt") else None)
+        return demo_paths(source.family, source.meta)
     return source.checkpoint, source.meta
 
 

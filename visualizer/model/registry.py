@@ -20,6 +20,13 @@ from visualizer.model.base import LoadedModel, non_finite_weights
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_CHECKPOINT = REPO_ROOT / "demo" / "shakespeare-char" / "ckpt.pt"
 DEMO_META = REPO_ROOT / "demo" / "shakespeare-char" / "meta.pkl"
+DEMO_FAMILY = "nanogpt"
+
+
+def demo_paths(family: str | None, meta: Path | None) -> tuple[Path, Path | None]:
+    """The embedded demo's checkpoint and meta.pkl; its meta.pkl only for its own family (a --family
+    naming another gets the demo's own error, not one about a --meta nobody gave)."""
+    return DEMO_CHECKPOINT, meta or (DEMO_META if family in (None, DEMO_FAMILY) else None)
 
 
 def choose_device(name: str) -> torch.device:
