@@ -178,7 +178,7 @@ def test_hostile_vocabulary_shows_text_and_injects_nothing(browser, tmp_path):
     p.page.locator("#layer-0 .hv-left .hv-tok").nth(8).hover()
     assert p.js("window.__pwned") is None and p.dialogs == []
     scripts = p.js("Array.from(document.scripts).map(s => s.getAttribute('src') || s.type)")
-    assert sorted(scripts) == sorted(["assets/palette.js", "application/json", "assets/viz.js", "data/embeddings.js", "data/thumbs.js",
+    assert sorted(scripts) == sorted(["assets/palette.js", "application/json", "assets/heatmap.js", "assets/viz.js", "data/embeddings.js", "data/thumbs.js",
                                       "data/layer-0.js", "data/lens.js", "data/final.js"])
     assert p.js("document.querySelectorAll('img').length") == 0  # no figures here, so no image at all
     chips = p.js("Array.from(document.querySelectorAll('ol.tokens .tok')).map(e => e.textContent)")
