@@ -1,8 +1,8 @@
 /* A zoomable square heatmap of a [query position x key position] matrix on a canvas: position
- * axes (numbers at round steps; the token beside each number once every position has room for
- * one; hovering an axis picks its row or column), zoom (mouse wheel, the slider or the +/- buttons; double-click or "fit" resets), pan (drag),
- * a crosshair on the hovered cell and a tooltip naming query position and token, key position and
- * token and the weight.
+ * axes (numbers at round steps; once every position has room, each number with its token; hovering
+ * an axis picks its row or column), zoom (mouse wheel, the slider, the +/- buttons or keys + - 0;
+ * double-click or "fit" shows it all), pan (drag, or the arrow keys), a crosshair on the hovered
+ * cell and a tooltip naming query position and token, key position and token and the weight.
  *
  * Classic script, no dependencies: `window.VizHeatmap(canvas, options)` draws into `canvas` and puts
  * its zoom bar just before it. Options:
@@ -28,7 +28,8 @@
 
   var STEPS = [1, 2, 5];
   var MIN_SPAN = 8;  /* positions visible at the deepest zoom */
-  var FONT = "11px VizControlPictures, ui-monospace, 'DejaVu Sans Mono', Menlo, Consolas, monospace";  /* style.css's --mono */
+  var TOKEN_PX = 9;  /* pixels per position from which every position is labelled, with its token */
+  var FONT = "px VizControlPictures, ui-monospace, 'DejaVu Sans Mono', Menlo, Consolas, monospace";  /* style.css's --mono */
   var tipBox = null;
 
   function el(tag, cls, text) {
@@ -108,7 +109,7 @@
 
     function layout() {
       var dpr = window.devicePixelRatio || 1, W = Math.max(160, Math.floor(canvas.clientWidth || canvas.parentNode.clientWidth || 400));
-      var margin = Math.round(Math.max(52, Math.min(96, W * 0.13)));
+      var margin = Math.round(Math.max(60, Math.min(96, W * 0.13)));
       var P = W - margin - 6;
       geo = { W: W, H: margin + P + 6, M: margin, P: P, dpr: dpr };
       canvas.width = Math.round(geo.W * dpr);
@@ -138,9 +139,11 @@
       return { off: off, qa: qa, ka: ka, b: b, S: Sk, cells: cells };
     }
 
-    function ticks(start, span, pxPerPos) {
-      var step = tickStep(pxPerPos, 16), list = [];
-      for (var i = Math.ceil(start / step) * step; i < start + span && i < n; i += step) list.push(i);
+    function ticks(start, span, pxPerPos) {  /* every position once rows are TOKEN_PX apart, else round steps */
+      var step = pxPerPos >= TOKEN_PX ? 1 : tickStep(pxPerPos, 16), list = [];
+      for (var i = Math.ceil(start / step) * step; i < start + span && i < n; i += step) {
+        if (i + 0.5 >= start && i + 0.5 <= start + span) list.push(i);  /* the row's middle in view */
+      }
       return { step: step, list: list };
     }
 
@@ -161,8 +164,8 @@
       ctx.strokeRect(M - 0.5, M - 0.5, P + 1, P + 1);
       /* axes: position numbers at round steps; with a cell per token, the token too */
       var rows = ticks(view.q0, view.span, px), cols = ticks(view.k0, view.span, px);
-      var withTokens = rows.step === 1 && px >= 11;
-      ctx.font = FONT;
+      var withTokens = px >= TOKEN_PX;
+      ctx.font = (withTokens ? Math.max(9, Math.min(11, Math.floor(px))) : 11) + FONT;  /* labels no taller than their row */
       ctx.fillStyle = "#333";
       ctx.strokeStyle = "#99a";
       ctx.textBaseline = "middle";
@@ -184,6 +187,7 @@
       });
       ctx.fillStyle = "#667";
       ctx.textAlign = "left";
+      ctx.font = 11 + FONT;
       ctx.fillText("key →", 3, 9);
       ctx.fillText("query ↓", 3, 23);
       frame = document.createElement("canvas");
@@ -308,6 +312,15 @@
     });
     canvas.addEventListener("pointerleave", function () { if (!drag) leave(); });
     canvas.addEventListener("dblclick", function () { setView({ q0: 0, k0: 0, span: n }); });
+    canvas.addEventListener("keydown", function (ev) {  /* + - 0 zoom and fit, arrows pan a tenth of the view */
+      var step = view.span / 10, moves = { ArrowUp: [-step, 0], ArrowDown: [step, 0], ArrowLeft: [0, -step], ArrowRight: [0, step] };
+      if (ev.key === "+" || ev.key === "=") zoomCentre(2);
+      else if (ev.key === "-") zoomCentre(0.5);
+      else if (ev.key === "0") setView({ q0: 0, k0: 0, span: n });
+      else if (moves[ev.key]) setView({ q0: view.q0 + moves[ev.key][0], k0: view.k0 + moves[ev.key][1], span: view.span });
+      else return;
+      ev.preventDefault();
+    });
     out.onclick = function () { zoomCentre(0.5); };
     inn.onclick = function () { zoomCentre(2); };
     fit.onclick = function () { setView({ q0: 0, k0: 0, span: n }); };

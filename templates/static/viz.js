@@ -233,15 +233,12 @@
   /* ---------- head view: tokens in two columns, lines weighted by attention ---------- */
 
   var ROW = Math.max(6, Math.min(18, Math.floor(32000 / Math.max(T, 1))));
+  var HV_WIDTH = 150, HV_HEIGHT = 560;  /* the lines' column; the scrolling box's height (style.css .hv-scroll) */
   var HEAD_COLOURS = ["#2456c7", "#c0392b", "#1b7a3a", "#8e44ad", "#d35400", "#16a085", "#7f6000", "#c2185b"];
 
   function buildHeadView(box, state) {
     box.textContent = "";
     var left = el("div", "hv-col hv-left"), right = el("div", "hv-col hv-right"), canvas = el("canvas", "hv-lines");
-    var width = 150;
-    canvas.width = width;
-    canvas.height = T * ROW;
-    canvas.style.height = (T * ROW) + "px";
     var ql = [], kl = [];
     for (var i = 0; i < T; i++) {
       var a = el("div", "hv-tok", tokenLabel(i)), b = el("div", "hv-tok", tokenLabel(i));
@@ -256,7 +253,21 @@
     box.appendChild(left); box.appendChild(canvas); box.appendChild(right);
     var info = state.section.querySelector(".hv-info");
     var hv = { box: box, canvas: canvas, ql: ql, kl: kl, info: info, focus: null, pinned: false, marked: [],
-               legend: state.section.querySelector(".hv-legend") };
+               legend: state.section.querySelector(".hv-legend"), scroll: box.parentNode, queued: false };
+    /* the lines canvas is only as tall as the scrolling box and stays in view (sticky): it draws
+       the band of lines crossing what is shown, again after each scroll (a canvas as tall as a long
+       input took seconds to paint) */
+    var dpr = window.devicePixelRatio || 1, tall = Math.min(T * ROW, hv.scroll.clientHeight || HV_HEIGHT);
+    canvas.width = Math.round(HV_WIDTH * dpr);
+    canvas.height = Math.round(tall * dpr);
+    canvas.style.width = HV_WIDTH + "px";
+    canvas.style.height = tall + "px";
+    hv.dpr = dpr;
+    hv.scroll.addEventListener("scroll", function () {
+      if (hv.queued) return;
+      hv.queued = true;
+      requestAnimationFrame(function () { hv.queued = false; strokeLines(hv); });
+    });
 
     function focusFrom(ev) {
       var t = ev.target;
@@ -282,7 +293,7 @@
   /* A head-view line's style from its weight t in 0..1 (after the colour scale chosen: linear = the
      weight itself): opacity = t and width proportional to t, both zero at zero, as bertviz's head
      view sets opacity to the weight. Weights are bytes (1/255 steps), so lines are batched by byte. */
-  var LINE_MAX_PX = 4;
+  var LINE_MAX_PX = 6;
   function lineStyle(t) { return { opacity: t, width: LINE_MAX_PX * t }; }
   var LINE_TEXT = {
     linear: "Lines: opacity = the weight and width proportional to it (" + LINE_MAX_PX + " px at 1); a weight of 0 draws nothing.",
@@ -291,9 +302,7 @@
   };
 
   function drawLines(state) {
-    var hv = state.hv, att = state.att[state.head], ctx = hv.canvas.getContext("2d"), W = hv.canvas.width;
-    ctx.clearRect(0, 0, W, hv.canvas.height);
-    ctx.strokeStyle = HEAD_COLOURS[state.head % HEAD_COLOURS.length];
+    var hv = state.hv, att = state.att[state.head];
     var f = hv.focus, buckets = [], i, n, j, hmax = maxOf(att.w);
     var lines = { q: [], k: [], w: [], level: [] };  /* every line of the view, drawn or not (weight 0) */
     for (i = 0; i < T; i++) {
@@ -306,25 +315,41 @@
         if (level > 0) (buckets[level] = buckets[level] || []).push(i, j);
       }
     }
-    for (var b = 1; b < buckets.length; b++) {
-      var pairs = buckets[b];
+    hv.lines = lines;
+    hv.buckets = buckets;
+    hv.colour = HEAD_COLOURS[state.head % HEAD_COLOURS.length];
+    hv.legend.textContent = LINE_TEXT[colourMode];
+    strokeLines(hv);
+  }
+
+  /* the lines crossing the shown band of rows, one stroke per weight byte */
+  function strokeLines(hv) {
+    var canvas = hv.canvas, ctx = canvas.getContext("2d"), H = canvas.height / hv.dpr;
+    var top = canvas.getBoundingClientRect().top - hv.box.getBoundingClientRect().top;  /* the band, in rows' pixels */
+    ctx.setTransform(hv.dpr, 0, 0, hv.dpr, 0, 0);
+    ctx.clearRect(0, 0, HV_WIDTH, H);
+    ctx.strokeStyle = hv.colour;
+    for (var b = 1; b < hv.buckets.length; b++) {
+      var pairs = hv.buckets[b];
       if (!pairs) continue;
       var style = lineStyle(b / 255);
       ctx.globalAlpha = style.opacity;
       ctx.lineWidth = style.width;
       ctx.beginPath();
       for (var p = 0; p < pairs.length; p += 2) {
-        ctx.moveTo(0, (pairs[p] + 0.5) * ROW);
-        ctx.lineTo(W, (pairs[p + 1] + 0.5) * ROW);
+        var y1 = (pairs[p] + 0.5) * ROW - top, y2 = (pairs[p + 1] + 0.5) * ROW - top;
+        if (Math.max(y1, y2) < 0 || Math.min(y1, y2) > H) continue;
+        ctx.moveTo(0, y1);
+        ctx.lineTo(HV_WIDTH, y2);
       }
       ctx.stroke();
     }
     ctx.globalAlpha = 1;
-    hv.lines = lines;
-    hv.legend.textContent = LINE_TEXT[colourMode];
-    hv.canvas.setAttribute("data-drawn", "1");
+    canvas.setAttribute("data-top", Math.round(top));
+    canvas.setAttribute("data-drawn", "1");
   }
 
+  window.__vizLineStyle = lineStyle;  /* for the page tests */
   /* the head view's lines of layer l as drawn now: [{q, k, weight, opacity, width}] (page tests) */
   window.__vizHeadLines = function (l) {
     var d = layers[l] && layers[l].hv.lines;
