@@ -6,10 +6,12 @@
  * (never innerHTML), so tokens such as "<script>" show as text.
  *
  * Views: the layer x head thumbnail grid; per layer a head selector, a head view (tokens in two
- * columns, lines weighted by attention; hover or click a token), the selected head's pattern as a
- * heatmap with token labels, the logit lens after the layer (table + word map), the most active
- * MLP neurons, the residual-stream norms; the logit-lens table (layer x position); the nearest
- * vocabulary neighbours; the next-token candidates at every position.
+ * columns, a line per query and key with opacity = weight and width proportional to it; hover or
+ * click a token), the selected head's pattern as a zoomable heatmap with position axes and a
+ * tooltip (assets/heatmap.js), the logit lens after the layer (table + word map), the most active
+ * MLP neurons, the residual-stream norms; the logit-lens grid (embed and layer x position, row
+ * labels and column heads sticky); the nearest vocabulary neighbours; the next-token candidates at
+ * every position.
  *
  * Colours come from assets/palette.js (window.__vizPalette, written from the same tables as the
  * PNGs): attention weights and probabilities on the sequential scale, signed values (neuron

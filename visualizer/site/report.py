@@ -4,7 +4,7 @@ drawn into `figures/`.
 
 Writes `index.html` (header, model card, tokens, verification, table of contents, every section
 with its figures, summary statistics, the final next-token table and the dot-product breakdown),
-`assets/` (style.css, palette.js, viz.js) and `data/*.js` (the compact data the interactive views
+`assets/` (style.css, palette.js, heatmap.js, viz.js, fonts/) and `data/*.js` (the compact data the interactive views
 draw from, each file loaded only when its section is opened).
 
 What the page says about the architecture comes from trace.json's `presentation` (what the model's
