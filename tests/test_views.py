@@ -131,7 +131,6 @@ def test_head_view_lines_carry_the_weight_in_opacity_and_width(browser, char256)
     p.open("#layer-0")
     T = 256
     assert p.js("[__vizLineStyle(0).opacity, __vizLineStyle(0).width]") == [0, 0]  # zero at zero
-    start = time.perf_counter()
     lines = p.js("__vizHeadLines(0)")
     assert len(lines) == T * (T + 1) // 2  # every line of the causal triangle, drawn or not
     ordered = sorted(lines, key=lambda line: line["weight"])
@@ -144,17 +143,21 @@ def test_head_view_lines_carry_the_weight_in_opacity_and_width(browser, char256)
             assert line["opacity"] == 0 and line["width"] == 0
     assert lines[0] == {"q": 0, "k": 0, "weight": 1, "opacity": 1, "width": 6}  # position 0 reads only itself
     # one query in focus: its row only, same encoding; a weight of 0.001 and one of 0.3 differ 300-fold
+    start = time.perf_counter()
     p.page.locator("#layer-0 .hv-left .hv-tok").nth(200).hover()
+    hover_ms = 1000 * (time.perf_counter() - start)
     row = p.js("__vizHeadLines(0)")
     assert {line["q"] for line in row} == {200} and len(row) == 201
     assert all(line["opacity"] == pytest.approx(line["weight"], abs=1e-6) for line in row)
     legend = p.page.locator("#layer-0 .hv-legend").text_content()
     assert "opacity" in legend and "width" in legend and "0 draws nothing" in legend
+    start = time.perf_counter()
     p.page.locator("#layer-0 select.colour-mode").select_option("sqrt")
+    mode_ms = 1000 * (time.perf_counter() - start)
     lines = p.js("__vizHeadLines(0)")
     assert all(line["opacity"] == pytest.approx(round(math.sqrt(line["weight"]) * 255) / 255, abs=1e-6) for line in lines)
     assert "√weight" in p.page.locator("#layer-0 .hv-legend").text_content()
-    report_timing("head view 256", lines_ms=1000 * (time.perf_counter() - start))
+    report_timing("head view 256", hover_query=hover_ms, colour_scale_redraw=mode_ms)
     info = p.page.locator("#layer-0 .hv-info")
     assert info.evaluate("e => e.scrollHeight <= e.clientHeight + 1")  # no clipped line
     assert p.errors() == []
