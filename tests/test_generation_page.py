@@ -44,7 +44,7 @@ def test_generation_view_works_offline(page_path):
             page.on("pageerror", lambda e: problems.append(str(e)))
             page.on("request", lambda r: requests.append(r.url))
             page.goto(page_path.as_uri())
-            assert page.locator("#step-label").text_content() == "step 7 of 7"
+            assert page.locator("#step-label").text_content() == "step 7 (token 8 of 8)"
             assert page.locator("#detail-step").text_content() == "7"
 
             page.locator(".gtok[data-step='2']").click()  # a token: its candidates and its logit lens
@@ -53,11 +53,11 @@ def test_generation_view_works_offline(page_path):
             assert page.locator("#lens-table tbody tr").count() == 2
             assert page.locator(".gtok.future").count() == 5
             page.keyboard.press("ArrowRight")
-            assert page.locator("#step-label").text_content() == "step 3 of 7"
+            assert page.locator("#step-label").text_content() == "step 3 (token 4 of 8)"
             page.keyboard.press("Home")
             assert page.locator("#detail-step").text_content() == "0"
             page.locator("#step-slider").fill("5")
-            assert page.locator("#step-label").text_content() == "step 5 of 7"
+            assert page.locator("#step-label").text_content() == "step 5 (token 6 of 8)"
 
             # flow graph: one step's edges, then all, then a threshold, a focus and a reset
             edges = lambda: page.locator("#flow-svg path.edge").count()  # noqa: E731

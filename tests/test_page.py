@@ -7,18 +7,16 @@ and still opens fast. Screenshots and timings go to test-artifacts/ (look at the
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.support.browser import Page as BrowserPage
+from tests.support.browser import chromium
 from tests.support.cli import artifacts_dir
 from tests.support.site import CHAR_VOCAB, INJECTION_PROBE, INJECTION_VOCAB, make_report
 from visualizer.figures.palette import NORM_SERIES, hex_of
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = artifacts_dir()
 TIMINGS: dict[str, dict] = {}
 
@@ -28,14 +26,8 @@ FIGURES = [("embed", "hook_embed", "embeddings"), ("q1", "blocks.1.attn.hook_q",
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed")
-    sync_api = pytest.importorskip("playwright.sync_api")
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
+    yield from chromium()
     (ARTIFACTS / "page-timings.json").write_text(json.dumps(TIMINGS, indent=1, sort_keys=True) + "\n")
 
 
@@ -54,43 +46,8 @@ def long(tmp_path_factory):
     return folder
 
 
-class Page:
-    """A page opened from file://, recording console messages, errors, requests and dialogs."""
-
-    def __init__(self, browser, folder: Path):
-        self.page = browser.new_page(viewport={"width": 1300, "height": 900})
-        self.console, self.requests, self.dialogs = [], [], []
-        self.page.on("console", lambda m: self.console.append((m.type, m.text)))
-        self.page.on("pageerror", lambda e: self.console.append(("pageerror", str(e))))
-        self.page.on("request", lambda r: self.requests.append(r.url))
-        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
-        start = time.perf_counter()
-        self.page.goto((folder / "index.html").resolve().as_uri(), wait_until="load")
-        self.load_s = time.perf_counter() - start
-
-    def open(self, selector: str) -> float:
-        """Open a <details> by clicking its summary; seconds until its view is drawn."""
-        start = time.perf_counter()
-        self.page.locator(f"{selector} > summary").click()
-        self.page.wait_for_function(f"document.querySelector('{selector}').getAttribute('data-state') === 'ready'",
-                                    timeout=10_000)
-        return time.perf_counter() - start
-
-    def js(self, code, arg=None):
-        return self.page.evaluate(code, arg)
-
-    def errors(self):
-        return [m for m in self.console if m[0] in ("error", "pageerror")]
-
-    def foreign_requests(self):
-        return [u for u in self.requests if not u.startswith(("file://", "data:"))]
-
-    def shot(self, name: str, selector: str | None = None):
-        path = ARTIFACTS / f"{name}.png"
-        if selector:
-            self.page.locator(selector).screenshot(path=str(path))
-        else:
-            self.page.screenshot(path=str(path), full_page=True)
+def Page(browser, folder: Path) -> BrowserPage:
+    return BrowserPage(browser, folder, artifacts=ARTIFACTS)
 
 
 INK = """(sel) => { const c = document.querySelector(sel); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
@@ -178,7 +135,7 @@ def test_hostile_vocabulary_shows_text_and_injects_nothing(browser, tmp_path):
     p.page.locator("#layer-0 .hv-left .hv-tok").nth(8).hover()
     assert p.js("window.__pwned") is None and p.dialogs == []
     scripts = p.js("Array.from(document.scripts).map(s => s.getAttribute('src') || s.type)")
-    assert sorted(scripts) == sorted(["assets/palette.js", "application/json", "assets/viz.js", "data/embeddings.js", "data/thumbs.js",
+    assert sorted(scripts) == sorted(["assets/palette.js", "application/json", "assets/heatmap.js", "assets/viz.js", "data/embeddings.js", "data/thumbs.js",
                                       "data/layer-0.js", "data/lens.js", "data/final.js"])
     assert p.js("document.querySelectorAll('img').length") == 0  # no figures here, so no image at all
     chips = p.js("Array.from(document.querySelectorAll('ol.tokens .tok')).map(e => e.textContent)")

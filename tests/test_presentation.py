@@ -24,7 +24,8 @@ from visualizer.figures.wordmaps import save_png
 from visualizer.model.registry import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
-PRESENTATION_FILES = sorted([*(ROOT / "visualizer" / "site").glob("*.py"), *(ROOT / "templates").rglob("*.*")])
+PRESENTATION_FILES = sorted([*(ROOT / "visualizer" / "site").glob("*.py"),
+                             *(p for p in (ROOT / "templates").rglob("*.*") if p.suffix != ".ttf")])  # text files
 FAMILY_NAMES = re.compile(r"nanogpt|nanochat|llama|gpt-?2|qwen|mistral", re.IGNORECASE)
 # card keys that are ordinary words the page also uses for other things (group ids, headings)
 PLAIN_WORDS = {"family", "tokenizer", "positions", "source", "dtype", "norm", "activation", "mlp", "step", "meta",

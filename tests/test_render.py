@@ -193,7 +193,7 @@ def test_hostile_vocabulary_is_escaped(tmp_path):
     folder = tmp_path / "hostile"
     make_report(folder, INJECTION_PROBE, INJECTION_VOCAB, n_layer=1, n_head=2, n_embd=16, block_size=64)
     html = (folder / "index.html").read_text(encoding="utf-8")
-    assert html.count("<script") == 3  # palette.js, the page's own JSON block and viz.js, nothing injected
+    assert html.count("<script") == 4  # palette.js, the page's own JSON block, heatmap.js and viz.js, nothing injected
     assert "<img src=x" not in html and "<!-- b" not in html and "</details> " not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     page = html[html.index('<script type="application/json" id="viz-page">'):]

@@ -99,40 +99,54 @@
     if (to !== undefined) { e.preventDefault(); setStep(to); }
   });
 
-  function setStep(s) {
+  function stepLabel(s) { return "step " + s + " (token " + (s + 1) + " of " + N + ")"; }  /* steps count from 0 */
+  function setStep(s, quiet) {
     s = Math.max(0, Math.min(N - 1, s));
     state.step = s;
     slider.value = String(s);
-    $("step-label").textContent = "step " + s + " of " + (N - 1);
+    $("step-label").textContent = stepLabel(s);
     gtoks.forEach(function (b, i) {
       b.classList.toggle("future", i > s);
       b.classList.toggle("current", i === s);
       b.setAttribute("aria-pressed", i === s ? "true" : "false");
     });
     drawDetail();
-    drawFlow();
+    drawFlow(!quiet);
     drawHeads();
   }
 
   /* ---- step details ---- */
-  function candidateTable(table, pairs, chosen) {
+  /* outside: how to show the chosen token when it is not among `pairs` ({rank, p}: its rank and
+     probability in this distribution, either may be null when the record does not hold it) */
+  function candidateTable(table, pairs, chosen, outside) {
     table.textContent = "";
     var head = el("tr");
     ["#", "token", "id", "probability", ""].forEach(function (h) { head.appendChild(el("th", "", h)); });
     table.appendChild(el("thead")).appendChild(head);
     var body = table.appendChild(el("tbody"));
-    pairs.forEach(function (pair, i) {
-      var tr = el("tr", pair[0] === chosen ? "chosen" : "");
-      tr.appendChild(el("td", "", String(i + 1)));
-      tr.appendChild(el("td")).appendChild(el("span", "tok", tokenText(pair[0])));
-      tr.appendChild(el("td", "", String(pair[0])));
-      tr.appendChild(el("td", "num", fmt(pair[1])));
+    function row(rank, id, p, cls, into) {
+      var tr = el("tr", cls);
+      tr.appendChild(el("td", "", rank));
+      tr.appendChild(el("td")).appendChild(el("span", "tok", tokenText(id)));
+      tr.appendChild(el("td", "", String(id)));
+      tr.appendChild(el("td", "num", p === null ? "–" : fmt(p)));
       var bar = el("span", "bar");
-      bar.style.width = (pair[1] * 160).toFixed(1) + "px";
+      bar.style.width = ((p || 0) * 160).toFixed(1) + "px";
       tr.appendChild(el("td")).appendChild(bar);
-      body.appendChild(tr);
+      return (into || body).appendChild(tr);
+    }
+    var listed = false;
+    pairs.forEach(function (pair, i) {
+      listed = listed || pair[0] === chosen;
+      row(String(i + 1), pair[0], pair[1], pair[0] === chosen ? "chosen" : "");
     });
     if (!pairs.length) { body.appendChild(el("tr")).appendChild(el("td", "", "no candidates")); }
+    if (!listed && outside) {  /* the sampled token below the top: one more row, marked, in the table's foot */
+      var tr = row(outside.rank === null ? "> " + pairs.length : String(outside.rank), chosen, outside.p, "chosen outside",
+                   table.appendChild(el("tfoot")));
+      tr.title = "the sampled token, outside the top " + pairs.length + " listed";
+      tr.cells[1].appendChild(el("small", "mark", " sampled"));
+    }
   }
   function drawDetail() {
     var s = state.step, st = D.steps[s];
@@ -142,8 +156,8 @@
       ", logit " + st.logit.toFixed(4) + ") · entropy " + st.H.toFixed(3) + " bits · probability under the distribution it was " +
       (D.greedy ? "chosen from (greedy: argmax) " : "drawn from ") + fmt(st.ps) + " · context positions " + st.cs + "–" +
       (st.cs + st.T - 1) + " (" + st.T + " tokens)" + (st.slid ? " · the context slid at this step: cache rebuilt" : "");
-    candidateTable($("cand-before"), st.before, st.id);
-    candidateTable($("cand-after"), st.after, st.id);
+    candidateTable($("cand-before"), st.before, st.id, { rank: st.rank, p: st.p });
+    candidateTable($("cand-after"), st.after, st.id, { rank: null, p: st.ps });
     var stages = $("cand-stages");
     stages.textContent = "";
     if (st.controls.length) {
@@ -152,7 +166,7 @@
       st.controls.forEach(function (c) {
         var box = wrap.appendChild(el("div"));
         box.appendChild(el("h4", "", "after " + c[0]));
-        candidateTable(box.appendChild(el("table", "next")), c[1], st.id);
+        candidateTable(box.appendChild(el("table", "next")), c[1], st.id, { rank: null, p: null });
       });
     }
     var lens = $("lens-table");
@@ -196,11 +210,28 @@
     drawFlow();
   });
 
-  var ROW = 18, TOP = 24, LX = 8, W = 120, GAP = 260;
+  /* Layout: the prompt down the left edge, the generated tokens down a column at the right, leaving
+     room right of it for the arcs between generated tokens; both fill the box's width (a phone too). */
+  var ROW = 18, TOP = 24, LX = 4, W = 120, GAP = 260, ARC = 200;
   function yOf(pos) { return TOP + (pos < P ? pos : pos - P) * ROW + ROW / 2; }
-  function drawFlow() {
+  function layoutFlow() {
+    var width = Math.max(320, Math.floor((flowSvg.parentNode && flowSvg.parentNode.clientWidth) || 900) - 2);
+    W = Math.round(Math.max(84, Math.min(150, width * 0.2)));
+    ARC = Math.round(Math.max(36, Math.min(200, width * 0.14)));
+    GAP = width - 2 * LX - 2 * W - ARC;
+    return width;
+  }
+  /* scroll: keep the slider's token in view when the reader moves it, scrolling as little as
+     possible (the prompt, at the top, stays in view as long as it can) */
+  function followStep() {
+    var wrap = flowSvg.parentNode, y = yOf(P + state.step);
+    if (!wrap || state.focus) { return; }
+    if (y > wrap.scrollTop + wrap.clientHeight - ROW) { wrap.scrollTop = y - wrap.clientHeight + 2 * ROW; }
+    else if (y < wrap.scrollTop + ROW) { wrap.scrollTop = Math.max(0, y - 2 * ROW); }
+  }
+  function drawFlow(follow) {
     $("flow-threshold-value").textContent = state.threshold.toFixed(3);
-    var RX = LX + W + GAP, width = RX + W + 220, height = TOP + Math.max(P, N) * ROW + 10;
+    var width = layoutFlow(), RX = LX + W + GAP, height = TOP + Math.max(P, N) * ROW + 10;
     flowSvg.textContent = "";
     flowSvg.setAttribute("width", width);
     flowSvg.setAttribute("height", height);
@@ -227,7 +258,7 @@
           path = "M" + x1 + "," + y1 + " C" + (x1 + GAP / 2) + "," + y1 + " " + (x2 - GAP / 2) + "," + y2 + " " + x2 + "," + y2;
           cls = "edge prompt-edge";
         } else {
-          var xr = RX + W, ya = yOf(e.pos), bend = xr + 20 + Math.min(180, Math.abs(y2 - ya) * 0.6);
+          var xr = RX + W, ya = yOf(e.pos), bend = xr + 8 + Math.min(ARC - 12, Math.abs(y2 - ya) * 0.6);
           path = "M" + xr + "," + ya + " C" + bend + "," + ya + " " + bend + "," + y2 + " " + xr + "," + y2;
           cls = "edge gen-edge";
         }
@@ -249,24 +280,21 @@
       if (isGen) { var c = probColour(D.steps[s].p); fill = c[0]; ink = c[1]; }
       g.appendChild(svg("rect", { x: x, y: yOf(pos) - ROW / 2 + 1, width: W, height: ROW - 2, rx: 3, fill: fill }));
       var t = svg("text", { x: x + 4, y: yOf(pos) + 4, fill: ink });
-      t.textContent = (isGen ? s : pos) + " " + short(tokenText(seq[pos]), 12);
+      t.textContent = (isGen ? s : pos) + " " + short(tokenText(seq[pos]), Math.max(3, Math.floor((W - 8) / 7.3) - String(isGen ? s : pos).length - 1));
       g.appendChild(t);
       var title = svg("title", {});
       title.textContent = (isGen ? "generated, step " + s + ", p = " + fmt(D.steps[s].p) : "prompt position " + pos) + ": " + tokenText(seq[pos]);
       g.appendChild(title);
       g.addEventListener("click", function () {
         state.focus = (focus && focus.pos === pos) ? null : { kind: isGen ? "g" : "p", pos: pos };
-        if (isGen) { setStep(s); } else { drawFlow(); }
+        if (isGen) { setStep(s, true); } else { drawFlow(); }
       });
       flowSvg.appendChild(g);
     }
     var pos;
     for (pos = 0; pos < P; pos++) { node(pos, LX); }
     for (pos = P; pos < P + N; pos++) { node(pos, RX); }
-    var wrap = flowSvg.parentNode, y = yOf(P + state.step);  // keep the slider's token in view
-    if (!focus && wrap && (y < wrap.scrollTop + ROW || y > wrap.scrollTop + wrap.clientHeight - ROW)) {
-      wrap.scrollTop = Math.max(0, y - wrap.clientHeight / 2);
-    }
+    if (follow) { followStep(); }
     var what = (state.layer === "mean" ? "mean over layers" : "layer " + state.layer) + ", " +
                (state.head === "mean" ? "mean over heads" : "head " + state.head);
     $("flow-status").textContent = shown + " edges ≥ " + state.threshold.toFixed(3) + " (" + what +
@@ -285,10 +313,10 @@
     $("heads-label").textContent = "step " + s + ", token " + tokenText(st.id);
     table.textContent = "";
     var head = el("tr");
-    head.appendChild(el("th", "", "pos"));
+    head.appendChild(el("th", "num", "pos"));
     head.appendChild(el("th", "", "context token"));
     var rows = [];
-    for (var h = 0; h < H; h++) { head.appendChild(el("th", "", "head " + h)); rows.push(headRow(s, state.headsLayer, h)); }
+    for (var h = 0; h < H; h++) { head.appendChild(el("th", "num", "head " + h)); rows.push(headRow(s, state.headsLayer, h)); }
     table.appendChild(el("thead")).appendChild(head);
     var body = table.appendChild(el("tbody"));
     for (var j = 0; j < st.T; j++) {
@@ -305,5 +333,10 @@
     }
   }
 
-  setStep(N - 1);
+  setStep(N - 1, true);  /* opens at the last step, the graph scrolled to its top (the prompt) */
+  var flowWidth = 0;
+  window.addEventListener("resize", function () {
+    var w = flowSvg.parentNode.clientWidth;
+    if (Math.abs(w - flowWidth) > 4) { flowWidth = w; drawFlow(); }
+  });
 })();

@@ -6,10 +6,12 @@
  * (never innerHTML), so tokens such as "<script>" show as text.
  *
  * Views: the layer x head thumbnail grid; per layer a head selector, a head view (tokens in two
- * columns, lines weighted by attention; hover or click a token), the selected head's pattern as a
- * heatmap with token labels, the logit lens after the layer (table + word map), the most active
- * MLP neurons, the residual-stream norms; the logit-lens table (layer x position); the nearest
- * vocabulary neighbours; the next-token candidates at every position.
+ * columns, a line per query and key with opacity = weight and width proportional to it; hover or
+ * click a token), the selected head's pattern as a zoomable heatmap with position axes and a
+ * tooltip (assets/heatmap.js), the logit lens after the layer (table + word map), the most active
+ * MLP neurons, the residual-stream norms; the logit-lens grid (embed and layer x position, row
+ * labels and column heads sticky); the nearest vocabulary neighbours; the next-token candidates at
+ * every position.
  *
  * Colours come from assets/palette.js (window.__vizPalette, written from the same tables as the
  * PNGs): attention weights and probabilities on the sequential scale, signed values (neuron
@@ -185,76 +187,60 @@
     ctx.putImageData(img, 0, 0);
   }
 
-  /* ---------- heatmap of one head's pattern, with token labels ---------- */
+  /* ---------- heatmap of one head's pattern (assets/heatmap.js: position axes, zoom, crosshair) ---------- */
 
-  var MARGIN = 64, HEAT_PX = 560;
-  function drawHeatmap(canvas, att, title) {
-    /* at most HEAT_PX cells a side: a longer input shows blocks of `block` positions (their max) */
-    var block = Math.ceil(T / HEAT_PX), S = Math.ceil(T / block);
-    var cell = block > 1 ? 1 : Math.max(1, Math.floor(HEAT_PX / T)), size = S * cell;
-    var cells = pooled(att, S);
-    canvas.width = MARGIN + size + 4;
-    canvas.height = MARGIN + size + 4;
-    var ctx = canvas.getContext("2d");
-    ctx.fillStyle = "#fff";
-    ctx.fillRect(0, 0, canvas.width, canvas.height);
-    var off = document.createElement("canvas");
-    paintCells(off, S, cells, causalMask(S, function (b) { return Math.ceil(b * T / S); }));
-    ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(off, MARGIN, MARGIN, size, size);
-    ctx.strokeStyle = "#99a";
-    ctx.strokeRect(MARGIN - 0.5, MARGIN - 0.5, size + 1, size + 1);
-    /* token labels: queries down the left, keys along the top, at least 10 px apart */
-    var px = size / T, step = Math.max(1, Math.ceil(10 / px)), i;
-    ctx.fillStyle = "#333";
-    ctx.font = "10px ui-monospace, 'DejaVu Sans Mono', monospace";
-    ctx.textBaseline = "middle";
-    ctx.textAlign = "right";
-    for (i = 0; i < T; i += step) ctx.fillText(short(tokenLabel(i), 7), MARGIN - 3, MARGIN + (i + 0.5) * px);
-    ctx.textAlign = "left";
-    for (i = 0; i < T; i += step) {
-      ctx.save();
-      ctx.translate(MARGIN + (i + 0.5) * px, MARGIN - 3);
-      ctx.rotate(-Math.PI / 2);
-      ctx.fillText(short(tokenLabel(i), 7), 0, 0);
-      ctx.restore();
-    }
-    ctx.fillStyle = "#667";
-    ctx.fillText("key →", 2, 10);
-    ctx.fillText("query ↓", 2, 24);
-    canvas.setAttribute("data-drawn", "1");
-    canvas.setAttribute("data-block", block);
-    canvas.setAttribute("aria-label", title);
-    canvas.onmousemove = function (ev) {
-      var r = canvas.getBoundingClientRect(), sx = canvas.width / r.width;
-      var x = (ev.clientX - r.left) * sx - MARGIN, y = (ev.clientY - r.top) * sx - MARGIN;
-      if (x < 0 || y < 0 || x >= size || y >= size) { hideTip(); return; }
-      var q = Math.min(T - 1, Math.floor(y / px)), kk = Math.min(T - 1, Math.floor(x / px)), lines = [title];
-      if (block > 1) {
-        var bq = Math.floor(q / block), bk = Math.floor(kk / block);
-        lines.push("queries " + bq * block + "–" + Math.min(T - 1, bq * block + block - 1) + ", keys " + bk * block + "–" +
-                   Math.min(T - 1, bk * block + block - 1) + ": largest weight ≈" + fmt(cells[bq * S + bk], 3));
+  /* fill(qa, ka, mq, mk, b, S, out) for heatmap.js: the largest weight of each b x b block */
+  function fillFrom(att) {
+    return function (qa, ka, mq, mk, b, S, out) {
+      for (var i = qa; i < qa + mq; i++) {
+        var row = Math.floor((i - qa) / b) * S;
+        for (var n = att.start[i]; n < att.start[i + 1]; n++) {
+          var j = att.keys[n] - ka;
+          if (j < 0 || j >= mk) continue;
+          var idx = row + Math.floor(j / b);
+          if (att.w[n] > out[idx]) out[idx] = att.w[n];
+        }
       }
-      lines.push("query " + q + " " + tokenLabel(q) + "  →  key " + kk + " " + tokenLabel(kk),
-                 "weight ≈" + fmt(weightAt(att, q, kk), 3) + (kk > q ? " (a later position: masked)" : " (8-bit data: ±0.002)"));
-      if (att.rest) lines.push("rest of the row (keys not stored): ≈" + fmt(att.rest[q], 3));
-      showTip(ev, lines);
     };
-    canvas.onmouseleave = hideTip;
+  }
+
+  function heatmapOptions(state) {
+    var h = state.head, att = state.att[h], max = maxOf(att.w);
+    var title = "blocks." + state.layer + ".attn.hook_pattern [head " + h + "]";
+    return {
+      fill: fillFrom(att),
+      colour: function (v) { return seq(tone(v, max)); },
+      tip: function (q, k, block) {
+        var lines = [title, "query " + q + " · " + tokenLabel(q), "key " + k + " · " + tokenLabel(k)];
+        if (k > q && CAUSAL) lines.push("weight 0: a later position (masked)");
+        else lines.push("weight ≈" + fmt(weightAt(att, q, k), 3) + " (8-bit data: ±0.002)");
+        if (block) lines.push("this cell: queries " + block.q0 + "–" + block.q1 + " × keys " + block.k0 + "–" + block.k1 +
+                              ", largest weight ≈" + fmt(block.value, 3));
+        if (att.rest) lines.push("rest of query " + q + "'s row (keys not stored): ≈" + fmt(att.rest[q], 3));
+        return lines;
+      }
+    };
+  }
+
+  function makeHeatmap(state) {
+    var canvas = state.section.querySelector(".heatmap"), o = heatmapOptions(state);
+    o.n = T;
+    o.label = tokenLabel;
+    o.causal = CAUSAL;
+    o.mask = PAL.mask;
+    canvas.setAttribute("aria-label", "attention pattern of layer " + state.layer + ": query position down, key position across");
+    return window.VizHeatmap(canvas, o);
   }
 
   /* ---------- head view: tokens in two columns, lines weighted by attention ---------- */
 
   var ROW = Math.max(6, Math.min(18, Math.floor(32000 / Math.max(T, 1))));
+  var HV_WIDTH = 150, HV_HEIGHT = 560;  /* the lines' column; the scrolling box's height (style.css .hv-scroll) */
   var HEAD_COLOURS = ["#2456c7", "#c0392b", "#1b7a3a", "#8e44ad", "#d35400", "#16a085", "#7f6000", "#c2185b"];
 
   function buildHeadView(box, state) {
     box.textContent = "";
     var left = el("div", "hv-col hv-left"), right = el("div", "hv-col hv-right"), canvas = el("canvas", "hv-lines");
-    var width = 150;
-    canvas.width = width;
-    canvas.height = T * ROW;
-    canvas.style.height = (T * ROW) + "px";
     var ql = [], kl = [];
     for (var i = 0; i < T; i++) {
       var a = el("div", "hv-tok", tokenLabel(i)), b = el("div", "hv-tok", tokenLabel(i));
@@ -268,7 +254,22 @@
     left.style.height = right.style.height = (T * ROW) + "px";
     box.appendChild(left); box.appendChild(canvas); box.appendChild(right);
     var info = state.section.querySelector(".hv-info");
-    var hv = { box: box, canvas: canvas, ql: ql, kl: kl, info: info, focus: null, pinned: false, marked: [] };
+    var hv = { box: box, canvas: canvas, ql: ql, kl: kl, info: info, focus: null, pinned: false, marked: [],
+               legend: state.section.querySelector(".hv-legend"), scroll: box.parentNode, queued: false };
+    /* the lines canvas is only as tall as the scrolling box and stays in view (sticky): it draws
+       the band of lines crossing what is shown, again after each scroll (a canvas as tall as a long
+       input took seconds to paint) */
+    var dpr = window.devicePixelRatio || 1, tall = Math.min(T * ROW, hv.scroll.clientHeight || HV_HEIGHT);
+    canvas.width = Math.round(HV_WIDTH * dpr);
+    canvas.height = Math.round(tall * dpr);
+    canvas.style.width = HV_WIDTH + "px";
+    canvas.style.height = tall + "px";
+    hv.dpr = dpr;
+    hv.scroll.addEventListener("scroll", function () {
+      if (hv.queued) return;
+      hv.queued = true;
+      requestAnimationFrame(function () { hv.queued = false; strokeLines(hv); });
+    });
 
     function focusFrom(ev) {
       var t = ev.target;
@@ -291,40 +292,75 @@
     state.hv = hv;
   }
 
+  /* A head-view line's style from its weight t in 0..1 (after the colour scale chosen: linear = the
+     weight itself): opacity = t and width proportional to t, both zero at zero, as bertviz's head
+     view sets opacity to the weight. Weights are bytes (1/255 steps), so lines are batched by byte. */
+  var LINE_MAX_PX = 6;
+  function lineStyle(t) { return { opacity: t, width: LINE_MAX_PX * t }; }
+  var LINE_TEXT = {
+    linear: "Lines: opacity = the weight and width proportional to it (" + LINE_MAX_PX + " px at 1); a weight of 0 draws nothing.",
+    sqrt: "Lines: opacity = √weight and width proportional to √weight (" + LINE_MAX_PX + " px at 1); a weight of 0 draws nothing.",
+    head: "Lines: opacity = weight ÷ the head's largest weight and width proportional to it; a weight of 0 draws nothing."
+  };
+
   function drawLines(state) {
-    var hv = state.hv, att = state.att[state.head], ctx = hv.canvas.getContext("2d"), W = hv.canvas.width;
-    var colour = HEAD_COLOURS[state.head % HEAD_COLOURS.length];
-    ctx.clearRect(0, 0, W, hv.canvas.height);
-    ctx.strokeStyle = colour;
-    ctx.lineWidth = 1.5;
-    var f = hv.focus, buckets = {}, i, n, j, hmax = maxOf(att.w);
-    function add(i, j, w) {
-      var b = Math.round(clamp(w, 0, 1) * 20);
-      if (b === 0) return;
-      (buckets[b] = buckets[b] || []).push(i, j);
-    }
+    var hv = state.hv, att = state.att[state.head];
+    var f = hv.focus, buckets = [], i, n, j, hmax = maxOf(att.w);
+    var lines = { q: [], k: [], w: [], level: [] };  /* every line of the view, drawn or not (weight 0) */
     for (i = 0; i < T; i++) {
       if (f && f.side === "q" && f.pos !== i) continue;
       for (n = att.start[i]; n < att.start[i + 1]; n++) {
         j = att.keys[n];
         if (f && f.side === "k" && f.pos !== j) continue;
-        var t = tone(att.w[n], hmax);
-        add(i, j, f ? Math.max(t, 0.06) : t);
+        var level = Math.round(clamp(tone(att.w[n], hmax), 0, 1) * 255);
+        lines.q.push(i); lines.k.push(j); lines.w.push(att.w[n]); lines.level.push(level);
+        if (level > 0) (buckets[level] = buckets[level] || []).push(i, j);
       }
     }
-    Object.keys(buckets).forEach(function (b) {
-      var pairs = buckets[b];
-      ctx.globalAlpha = f ? Math.min(1, 0.25 + b / 20) : b / 20;
+    hv.lines = lines;
+    hv.buckets = buckets;
+    hv.colour = HEAD_COLOURS[state.head % HEAD_COLOURS.length];
+    hv.legend.textContent = LINE_TEXT[colourMode];
+    strokeLines(hv);
+  }
+
+  /* the lines crossing the shown band of rows, one stroke per weight byte */
+  function strokeLines(hv) {
+    var canvas = hv.canvas, ctx = canvas.getContext("2d"), H = canvas.height / hv.dpr;
+    var top = canvas.getBoundingClientRect().top - hv.box.getBoundingClientRect().top;  /* the band, in rows' pixels */
+    ctx.setTransform(hv.dpr, 0, 0, hv.dpr, 0, 0);
+    ctx.clearRect(0, 0, HV_WIDTH, H);
+    ctx.strokeStyle = hv.colour;
+    for (var b = 1; b < hv.buckets.length; b++) {
+      var pairs = hv.buckets[b];
+      if (!pairs) continue;
+      var style = lineStyle(b / 255);
+      ctx.globalAlpha = style.opacity;
+      ctx.lineWidth = style.width;
       ctx.beginPath();
       for (var p = 0; p < pairs.length; p += 2) {
-        ctx.moveTo(0, (pairs[p] + 0.5) * ROW);
-        ctx.lineTo(W, (pairs[p + 1] + 0.5) * ROW);
+        var y1 = (pairs[p] + 0.5) * ROW - top, y2 = (pairs[p + 1] + 0.5) * ROW - top;
+        if (Math.max(y1, y2) < 0 || Math.min(y1, y2) > H) continue;
+        ctx.moveTo(0, y1);
+        ctx.lineTo(HV_WIDTH, y2);
       }
       ctx.stroke();
-    });
+    }
     ctx.globalAlpha = 1;
-    hv.canvas.setAttribute("data-drawn", "1");
+    canvas.setAttribute("data-top", Math.round(top));
+    canvas.setAttribute("data-drawn", "1");
   }
+
+  window.__vizLineStyle = lineStyle;  /* for the page tests */
+  /* the head view's lines of layer l as drawn now: [{q, k, weight, opacity, width}] (page tests) */
+  window.__vizHeadLines = function (l) {
+    var d = layers[l] && layers[l].hv.lines;
+    if (!d) return [];
+    return d.q.map(function (q, i) {
+      var style = lineStyle(d.level[i] / 255);
+      return { q: q, k: d.k[i], weight: d.w[i], opacity: style.opacity, width: style.width };
+    });
+  };
 
   function setFocus(state, f) {
     var hv = state.hv, att = state.att[state.head];
@@ -347,9 +383,9 @@
         top.push([att.w[n], att.keys[n]]);
       }
       top.sort(function (a, b) { return b[0] - a[0] || a[1] - b[1]; });
-      msg = "Query " + f.pos + " " + tokenLabel(f.pos) + " attends to: " + top.slice(0, 5).map(function (t) {
-        return tokenLabel(t[1]) + " (pos " + t[1] + ") ≈" + fmt(t[0], 3);
-      }).join(", ") + (att.rest ? "; rest ≈" + fmt(att.rest[f.pos], 3) : "") + " (8-bit data: ±0.002)";
+      msg = "Query " + f.pos + " " + tokenLabel(f.pos) + " attends to (largest weights, 8-bit data: ±0.002):\n" +
+        top.slice(0, 5).map(function (t) { return tokenLabel(t[1]) + " (pos " + t[1] + ") ≈" + fmt(t[0], 3); }).join(" · ") +
+        (att.rest ? "\nrest of the row (keys not stored) ≈" + fmt(att.rest[f.pos], 3) : "");
     } else if (f && f.side === "k") {
       hv.kl[f.pos].classList.add("hv-focus"); hv.marked.push(hv.kl[f.pos]);
       var count = 0;
@@ -361,7 +397,7 @@
     } else {
       msg = "Hover or click a token: left column = the query (what it attends to), right column = the key (what attends to it).";
     }
-    hv.info.textContent = msg + (hv.pinned ? "  (pinned: click it again to release)" : "");
+    hv.info.textContent = msg + (hv.pinned ? "\n(pinned: click it again to release)" : "");
     hv.box.setAttribute("data-focus", f ? f.side + ":" + f.pos : "");
     drawLines(state);
   }
@@ -403,7 +439,9 @@
     timing["layer" + l + ".heads"] = Math.round(performance.now() - t0);
     timed("layer" + l + ".minis", function () { paintMinis(state); });
     timed("layer" + l + ".headview", function () { buildHeadView(section.querySelector(".hv"), state); });
-    timed("layer" + l + ".select", function () { selectHead(state, pendingHeads[l] !== undefined ? pendingHeads[l] : 0); });
+    state.head = pendingHeads[l] !== undefined ? pendingHeads[l] : 0;
+    timed("layer" + l + ".heatmap", function () { state.heatmap = makeHeatmap(state); });
+    timed("layer" + l + ".select", function () { selectHead(state, state.head); });
     redraws.push(function () { paintMinis(state); selectHead(state, state.head); });
     delete pendingHeads[l];
     timed("layer" + l + ".lensmap", function () { drawLensMap(section.querySelector(".lens-map"), l); });
@@ -436,9 +474,8 @@
     state.head = h;
     state.buttons.forEach(function (b, i) { b.setAttribute("aria-pressed", i === h ? "true" : "false"); });
     var name = "blocks." + state.layer + ".attn.hook_pattern";
-    var title = name + " [head " + h + "]";
     var canvas = state.section.querySelector(".heatmap");
-    drawHeatmap(canvas, state.att[h], title);
+    state.heatmap.update(heatmapOptions(state));
     state.section.querySelector(".heatmap-title").textContent = "Pattern of head " + h + ": " + name + "[" + h + "], shape [" + T + ", " + T + "] (query × key)";
     var save = state.section.querySelector(".save-png");
     save.setAttribute("download", name + ".head" + h + ".png");
@@ -636,37 +673,59 @@
 
   /* ---------- logit lens table: layer x position ---------- */
 
+  /* rows: "embed" (the residual entering block 0, reports since it was stored) then after each layer;
+     columns: positions (number and token); row labels and column heads stay in view (sticky) */
   function initLensGrid(section) {
     var lens = window.__vizData.lens, vocab = lens.vocab, box = section.querySelector(".lens-grid");
     var panel = section.querySelector(".lens-panel");
+    var rows = (lens.embed ? [{ entry: lens.embed, key: "embed", label: "embed", title: "the embeddings: " + lens.embed.hook + ", before block 0" }] : [])
+      .concat(lens.layers.map(function (e) { return { entry: e, key: String(e.layer), label: "after L" + e.layer, title: e.hook }; }));
     box.textContent = "";
-    var wrap = el("div", "scroll-box wide"), table = el("table", "lens"), head = el("tr");
-    head.appendChild(el("th", "corner", "layer \\ position"));
+    var wrap = el("div", "scroll-box wide lens-scroll"), table = el("table", "lens"), thead = el("thead"), head = el("tr"), tbody = el("tbody");
+    var corner = el("th", "corner");
+    corner.appendChild(el("span", "pos", "position →"));
+    corner.appendChild(el("span", null, "layer ↓"));
+    head.appendChild(corner);
+    var cols = [];
     for (var i = 0; i < T; i++) {
-      var th = el("th", "tok", tokenLabel(i));
-      th.title = "position " + i;
+      var th = el("th", "col");
+      th.appendChild(el("span", "pos", i));
+      th.appendChild(el("span", "tok", tokenLabel(i)));
+      th.title = "position " + i + ": " + tokenLabel(i);
       head.appendChild(th);
+      cols.push(th);
     }
-    table.appendChild(head);
-    lens.layers.forEach(function (entry) {
-      var tr = el("tr");
-      tr.appendChild(el("th", null, "after L" + entry.layer));
+    thead.appendChild(head);
+    table.appendChild(thead);
+    var byKey = {}, rowHeads = {};
+    rows.forEach(function (row) {
+      var tr = el("tr"), entry = row.entry, rh = el("th", "row", row.label);
+      byKey[row.key] = row;
+      rowHeads[row.key] = rh;
+      rh.title = row.title;
+      tr.appendChild(rh);
       for (var pos = 0; pos < T; pos++) {
         var top = entry.ids[pos * entry.k], p = entry.probs[pos * entry.k], td = el("td", "cell", vocab[top]);
         td.style.background = rgb(seq(p));
         td.style.color = inkFor(p);
-        td.setAttribute("data-layer", entry.layer);
+        td.setAttribute("data-layer", row.key);
         td.setAttribute("data-pos", pos);
         tr.appendChild(td);
       }
-      table.appendChild(tr);
+      tbody.appendChild(tr);
     });
+    table.appendChild(tbody);
+    var hot = [];
     function show(ev) {
       var td = ev.target;
       if (!td.classList || !td.classList.contains("cell")) return;
-      var l = +td.getAttribute("data-layer"), pos = +td.getAttribute("data-pos"), entry = lens.layers[l];
+      var key = td.getAttribute("data-layer"), pos = +td.getAttribute("data-pos"), row = byKey[key], entry = row.entry;
+      hot.forEach(function (e) { e.classList.remove("hot"); });
+      hot = [td, rowHeads[key], cols[pos]];
+      hot.forEach(function (e) { e.classList.add("hot"); });
       panel.textContent = "";
-      panel.appendChild(el("strong", null, "After layer " + l + " at position " + pos + " (" + tokenLabel(pos) + "), " + entry.hook + ":"));
+      panel.appendChild(el("strong", null, (key === "embed" ? "The embeddings (before block 0)" : "After layer " + key) +
+                                           " at position " + pos + " (" + tokenLabel(pos) + "), " + entry.hook + ":"));
       var ol = el("ol");
       lensRow(entry, vocab, pos).forEach(function (c) {
         var li = el("li");

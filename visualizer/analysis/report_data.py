@@ -1,7 +1,8 @@
 """What the report shows that needs the model's weights, computed once at run time and stored as
 `report_data.json`, so a report folder can be rendered again from its files alone.
 
-Contents: next-token candidates at every position, the logit lens after every layer, the
+Contents: next-token candidates at every position, the logit lens after every layer (and, as
+`logit_lens_embed`, of the residual stream entering block 0), the
 dot-product breakdown of the top candidates at the last position (by dimension and by component,
 the final norm's scale frozen), nearest vocabulary neighbours of each probe token, the most active
 MLP neurons, residual-stream norms. Every number comes from the adapter's view of the real weights
@@ -28,23 +29,35 @@ NEIGHBOURS = 10
 NEURONS = 5
 
 
-def logit_lens(loaded: LoadedModel, tensors: dict[str, torch.Tensor]) -> list[dict]:
-    final_logp = log_probs(tensors["logits"])  # [T, vocab], shared by every layer's KL
-    lens = []
-    for layer in range(loaded.dims.n_layer):
-        hook = f"blocks.{layer}.hook_resid_post"
-        logits = loaded.adapter.logits_from_residual(loaded, tensors[hook])  # [T, vocab]
-        logp = log_probs(logits)
-        lens.append(
-            {
-                "layer": layer,
-                "hook": hook,
-                "topk": token_table(logp, logits, loaded.tokenizer.token_str, LENS_K),
-                "entropy_bits": entropy_bits(logp).tolist(),
-                "kl_to_final": kl_bits(final_logp, logp).tolist(),
-            }
-        )
-    return lens
+def lens_entry(loaded: LoadedModel, residual: torch.Tensor, final_logp: torch.Tensor) -> dict:
+    """One residual stream [T, d_model] read through the final norm and unembedding: its top tokens,
+    entropy and KL(final || lens) at every position."""
+    logits = loaded.adapter.logits_from_residual(loaded, residual)  # [T, vocab]
+    logp = log_probs(logits)
+    return {
+        "topk": token_table(logp, logits, loaded.tokenizer.token_str, LENS_K),
+        "entropy_bits": entropy_bits(logp).tolist(),
+        "kl_to_final": kl_bits(final_logp, logp).tolist(),
+    }
+
+
+def logit_lens(loaded: LoadedModel, tensors: dict[str, torch.Tensor], final_logp: torch.Tensor | None = None) -> list[dict]:
+    """The lens after every layer (blocks.{l}.hook_resid_post); final_logp: log_probs of the logits
+    [T, vocab] when the caller has them."""
+    if final_logp is None:
+        final_logp = log_probs(tensors["logits"])  # [T, vocab], shared by every layer's KL
+    return [
+        {"layer": layer, "hook": f"blocks.{layer}.hook_resid_post",
+         **lens_entry(loaded, tensors[f"blocks.{layer}.hook_resid_post"], final_logp)}
+        for layer in range(loaded.dims.n_layer)
+    ]
+
+
+def embed_lens(loaded: LoadedModel, tensors: dict[str, torch.Tensor], final_logp: torch.Tensor) -> dict:
+    """The lens of the residual stream entering block 0 (the embedding step's output), the first
+    row of TransformerLens's accumulated residual: what the embeddings alone predict."""
+    hook = "blocks.0.hook_resid_pre"
+    return {"hook": hook, **lens_entry(loaded, tensors[hook], final_logp)}
 
 
 @torch.no_grad()
@@ -128,7 +141,8 @@ def build_report_data(loaded: LoadedModel, cache: Cache, ids: list[int], top_k: 
     return {
         "positions": int(logits.shape[0]),
         "final": {"topk": final_topk, "entropy_bits": entropy_bits(logp).tolist()},
-        "logit_lens": logit_lens(loaded, tensors),
+        "logit_lens": logit_lens(loaded, tensors, logp),
+        "logit_lens_embed": embed_lens(loaded, tensors, logp),
         "dla": dot_product_breakdown(loaded, tensors, final_topk[-1]),
         "neighbours": neighbours(loaded, ids),
         "neurons": neurons(loaded, tensors),

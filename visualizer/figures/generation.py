@@ -24,8 +24,10 @@ from matplotlib.colors import ListedColormap, Normalize  # noqa: E402
 
 import visualizer.figures.palette as palette  # noqa: E402
 from visualizer.artefacts.attention_codec import decode_float32  # noqa: E402
+from visualizer.figures.glyphs import displayable  # noqa: E402
 
-MAX_LABELS = 64  # beyond this many context tokens, label every n-th
+MAX_LABELS = 64  # beyond this many context tokens, label every n-th (with its position)
+LABEL_CHARS = 12  # token labels are cut to this many characters
 
 
 def mpl_text(text: str) -> str:
@@ -38,8 +40,10 @@ def snapshot_steps(n_steps: int, every: int) -> list[int]:
     return [] if every <= 0 else [s for s in range(n_steps) if (s + 1) % every == 0]
 
 
-def write_snapshot(path: Path, attention: np.ndarray, context_tokens: list[str], title: str) -> None:
-    """attention [n_layer, n_head, T] -> heatmap PNG (rows layer.head, columns context tokens)."""
+def write_snapshot(path: Path, attention: np.ndarray, context_tokens: list[str], title: str, first_position: int = 0) -> None:
+    """attention [n_layer, n_head, T] -> heatmap PNG (rows layer.head, columns context tokens; when
+    only every n-th is labelled, each label starts with its sequence position, the context's first
+    being `first_position`). Tokens are drawn as glyphs.displayable makes them (no empty boxes)."""
     n_layer, n_head, T = attention.shape
     grid = attention.reshape(n_layer * n_head, T)  # [L*H, T]
     width = min(16.0, max(6.0, 0.16 * T + 2.0))
@@ -57,14 +61,16 @@ def write_snapshot(path: Path, attention: np.ndarray, context_tokens: list[str],
             scale = ScalarMappable(norm=Normalize(0.0, 1.0), cmap=ListedColormap(palette.SEQUENTIAL / 255.0))
             stride = max(1, -(-T // MAX_LABELS))
             ax.set_xticks(range(0, T, stride))
-            ax.set_xticklabels([mpl_text(t) for t in context_tokens[::stride]], rotation=90, fontsize=7,
-                               family="monospace")
+            labels = [displayable(t, LABEL_CHARS) for t in context_tokens]
+            if stride > 1:
+                labels = [f"{first_position + i} {t}" for i, t in enumerate(labels)]
+            ax.set_xticklabels([mpl_text(t) for t in labels[::stride]], rotation=90, fontsize=7, family="monospace")
             ax.set_yticks(range(n_layer * n_head))
             ax.set_yticklabels([f"L{l}.H{h}" for l in range(n_layer) for h in range(n_head)], fontsize=6)
             for l in range(1, n_layer):
                 ax.axhline(l * n_head - 0.5, color="#888", linewidth=0.5)
             ax.set_xlabel("context token (key)")
-            ax.set_title(mpl_text(title), fontsize=9, loc="left")
+            ax.set_title(mpl_text(displayable(title)), fontsize=9, loc="left")
             fig.colorbar(scale, cax=cax, label="attention")
             fig.savefig(path, format="png", metadata={"Software": None})
     finally:
@@ -83,6 +89,6 @@ def write_snapshots(folder: Path, record: dict, every: int) -> list[dict]:
         start = step["context_start"]
         write_snapshot(folder / name, decode_float32(step["attention"]), tokens[start : start + step["context_length"]],
                        f"step {index}: chose {step['readable']!r} (p={step['prob']:.4f}) · "
-                       "attention row of the context's last position")
+                       "attention row of the context's last position", first_position=start)
         written.append({"step": index, "file": name, "readable": step["readable"]})
     return written

@@ -126,6 +126,27 @@ def ticks(count: int, factor: int, cell_px: int, labels: list[str] | None, index
     return [(i // factor, str(i if index is None else index[i])) for i in range(0, count, unit)]
 
 
+def fitting_labels(items, f: ImageFont.FreeTypeFont, tile_w: int, pitch: int, n_tiles: int,
+                   gap: int = 4) -> list[tuple[int, str]]:
+    """Horizontal tick labels [(x, label)] (x from the left of the first of `n_tiles` tiles, each
+    `tile_w` pixels wide, one every `pitch` pixels) that end within their tile (they may start in
+    half the space before it) and keep `gap` pixels from the label before: side by side panels never
+    run their numbers together, and each panel's first number stays. The outer edges of the first
+    and last tile are not limits."""
+    spill = (pitch - tile_w) / 2
+    kept, right = [], -math.inf
+    for x, label in items:
+        half = f.getlength(label) / 2
+        tile = min(n_tiles - 1, x // pitch)
+        low = -math.inf if tile == 0 else tile * pitch - spill
+        high = math.inf if tile == n_tiles - 1 else tile * pitch + tile_w
+        if x - half < low or x + half > high or x - half < right + gap:
+            continue
+        kept.append((x, label))
+        right = x + half
+    return kept
+
+
 # ----------------------------------------------------------------------------- drawing pieces
 
 
@@ -252,7 +273,7 @@ def tiles_image(d: dict, lut: np.ndarray) -> Image.Image:
     if rotated:
         _vertical_labels(image, left, base + 4, aw, strip_h, items)
     else:
-        for x, label in items:
+        for x, label in fitting_labels(items, f, c * cw, (c + gap_c) * cw, ncols):
             draw.text((left + x, base + 4), label, font=f, fill=INK, anchor="mt")
     draw.text((left + aw // 2, base + 6 + strip_h), d["xlabel"], font=font(11), fill=INK, anchor="mt")
     _rotated_text(image, d["ylabel"], 14, top + ah // 2)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 from urllib.parse import quote
 from pathlib import Path
@@ -19,6 +20,8 @@ import markupsafe
 
 import visualizer.figures.palette as palette
 from visualizer import __version__
+from visualizer.artefacts import layout
+from visualizer.artefacts.folder import legacy_site_index, site_record
 from visualizer.artefacts.layout import REPORT_MARKER
 from visualizer.artefacts.numbers import stored
 from visualizer.model.tokenizer import readable
@@ -39,6 +42,7 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["readable"] = readable
+    env.filters["plain"] = plain_text
     env.filters["num"] = format_number
     # numbers as the run's JSON files store them: "nan", "inf", "-inf" format as those floats do
     env.filters["pct"] = lambda p: f"{100 * stored(p):.2f}%"
@@ -47,6 +51,13 @@ def environment() -> jinja2.Environment:
     env.filters["tojson_safe"] = lambda obj: markupsafe.Markup(json_for_script(obj))  # for <script type="application/json">
     env.filters["cell_style"] = cell_style
     return env
+
+
+def plain_text(text: str) -> str:
+    """Text for a page's <title>: runs of whitespace as one space, other control characters dropped
+    (no visible-space symbols: a title is read, not inspected)."""
+    text = "".join(ch for ch in str(text) if ch.isspace() or ch.isprintable())
+    return " ".join(text.split())
 
 
 def cell_style(value: float | None, scale: str = "diverging", limit: float = 1.0) -> str:
@@ -97,6 +108,30 @@ def report_href(root: Path, folder: Path) -> str:
     'javascript:...' stays a path, never a scheme: ':' is encoded too)."""
     parts = folder.relative_to(root).parts
     return "/".join(quote(part, safe="") for part in parts) + "/index.html"
+
+
+def is_site_root(folder: Path) -> bool:
+    """Whether `folder` holds a site index the tool wrote: listed in its site owner file, or (sites
+    written before that file) an index.html by visualizer in a folder that is no report, generation
+    or comparison itself."""
+    if "index.html" in site_record(folder):
+        return True
+    if any((folder / marker).exists() for marker in layout.KIND_MARKERS.values()):
+        return False
+    return (folder / "index.html").is_file() and legacy_site_index(folder / "index.html")
+
+
+def site_index_href(folder: Path, site_root: Path | None = None) -> str | None:
+    """The relative link from a report folder to the index of the site it sits under, or None.
+
+    `site_root`: the root whose index the caller writes with this report (it may not exist yet);
+    without one, the nearest ancestor of `folder` that already holds a site index. A report written
+    anywhere else gets no link (it would point at a file that does not exist)."""
+    folder = Path(os.path.abspath(folder))
+    roots = [Path(os.path.abspath(site_root))] if site_root is not None else [p for p in folder.parents if is_site_root(p)][:1]
+    if not roots or roots[0] not in folder.parents:
+        return None
+    return Path(os.path.relpath(roots[0] / "index.html", folder)).as_posix()
 
 
 def report_row(root: Path, trace_path: Path) -> dict:

@@ -4,7 +4,7 @@ drawn into `figures/`.
 
 Writes `index.html` (header, model card, tokens, verification, table of contents, every section
 with its figures, summary statistics, the final next-token table and the dot-product breakdown),
-`assets/` (style.css, palette.js, viz.js) and `data/*.js` (the compact data the interactive views
+`assets/` (style.css, palette.js, heatmap.js, viz.js, fonts/) and `data/*.js` (the compact data the interactive views
 draw from, each file loaded only when its section is opened).
 
 What the page says about the architecture comes from trace.json's `presentation` (what the model's
@@ -276,17 +276,22 @@ def flat_records(table: list[list[dict]], field: str, digits: int | None) -> lis
     return values if digits is None else rounded(values, digits)
 
 
+def lens_record(entry: dict, vocab: dict[str, str]) -> dict:
+    """One lens entry of report_data.json, compact; adds its tokens to `vocab`."""
+    table = entry["topk"]
+    vocab.update(vocab_of(r for row in table for r in row))
+    return {"hook": entry["hook"], "k": len(table[0]) if table else 0,
+            "ids": flat_records(table, "id", None), "probs": flat_records(table, "prob", PROB_DIGITS),
+            "entropy": rounded(entry["entropy_bits"], VALUE_DIGITS), "kl": rounded(entry["kl_to_final"], VALUE_DIGITS)}
+
+
 def lens_data(report_data: dict) -> dict:
-    layers, vocab = [], {}
-    for entry in report_data["logit_lens"]:
-        table = entry["topk"]
-        vocab.update(vocab_of(r for row in table for r in row))
-        layers.append(
-            {"layer": entry["layer"], "hook": entry["hook"], "k": len(table[0]) if table else 0,
-             "ids": flat_records(table, "id", None), "probs": flat_records(table, "prob", PROB_DIGITS),
-             "entropy": rounded(entry["entropy_bits"], VALUE_DIGITS), "kl": rounded(entry["kl_to_final"], VALUE_DIGITS)}
-        )
-    return {"layers": layers, "vocab": vocab}
+    """The lens after each layer and (reports since the embed row) of the residual entering block 0."""
+    vocab: dict[str, str] = {}
+    out = {"layers": [{"layer": e["layer"], **lens_record(e, vocab)} for e in report_data["logit_lens"]], "vocab": vocab}
+    if report_data.get("logit_lens_embed"):
+        out["embed"] = lens_record(report_data["logit_lens_embed"], vocab)
+    return out
 
 
 def final_data(report_data: dict) -> dict:
@@ -448,16 +453,18 @@ def optional_files(folder: Path) -> dict:
             for name in OPTIONAL_FILES}
 
 
-def render_folder(folder: Path, figures: list) -> None:
+def render_folder(folder: Path, figures: list, index_href: str | None = None) -> None:
     """Write index.html, assets/ and data/*.js into `folder` from its trace.json,
     report_data.json and activations.safetensors; `figures` (already drawn into folder) are
-    placed in their sections. Same files in, same bytes out."""
+    placed in their sections; `index_href`: the link to the site index above it (none: no link,
+    see site.site_index_href). Same files in, same bytes out."""
     folder = Path(folder)
     trace = read_json(folder / layout.TRACE)
     report_data = read_json(folder / layout.REPORT_DATA)
     files = write_data_files(folder, trace, report_data)
     model = page_model(folder, trace, report_data, list(figures), files)
     model.update(optional_files(folder))
+    model["index_href"] = index_href
     html = site.environment().get_template("report.html").render(**model, version=__version__)
     (folder / "index.html").write_text(html, encoding="utf-8")
     site.copy_assets(folder)
