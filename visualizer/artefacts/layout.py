@@ -18,6 +18,7 @@ DATA_FILES = REQUIRED_FILES + OPTIONAL_FILES
 
 GENERATION = "generation.json"  # a generation's record
 COMPARE = "compare.json"  # a comparison's record
+PATCHING = "patching.json"  # an activation patching run's record
 REPORT_MARKER = TRACE  # the record that names a report folder (the site index lists folders holding it)
 
 # Written last into every folder the tool writes: the tool, the kind of folder, every file in it.
@@ -32,5 +33,6 @@ KIND_FILES = {
     "report": (*_PAGE, *DATA_FILES, "data/*.js", "figures/*.png"),
     "generation": (*_PAGE, GENERATION, "output.txt", "snapshots/*.png", "prompt/*"),
     "compare": (*_PAGE, COMPARE, "data/*.js"),
+    "patch": (*_PAGE, PATCHING),
 }
-KIND_MARKERS = {"report": TRACE, "generation": GENERATION, "compare": COMPARE}
+KIND_MARKERS = {"report": TRACE, "generation": GENERATION, "compare": COMPARE, "patch": PATCHING}

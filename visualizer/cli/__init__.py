@@ -23,6 +23,7 @@ COMMANDS = {
     "traces": "traces",
     "render": "render",
     "compare": "compare",
+    "patch": "patch",
 }
 
 
