@@ -336,7 +336,7 @@ def progress_bar(quiet: bool, total: int, unit: str):
 def run_patch(config: PatchConfig) -> int:
     """The patch command: both probes captured, every sweep and the ablation run, the folder written."""
     from visualizer.analysis.interventions.ablation import parse_knockout
-    from visualizer.analysis.interventions.record import all_checks, compute_patching, planned_runs
+    from visualizer.analysis.interventions.record import compute_patching, planned_runs
     from visualizer.artefacts.trace import dumps
     from visualizer.site.patching import render_patching
 
@@ -367,7 +367,7 @@ def run_patch(config: PatchConfig) -> int:
     with atomic_folder(out, "patch", config.protected) as tmp:
         (tmp / layout.PATCHING).write_text(text, encoding="utf-8")
         render_patching(tmp, json.loads(text))  # the page from the file's contents, as a re-render reads them
-    failed = not report_verdict(all_checks(record))
+    failed = not report_verdict(record["verification"])
     metric = record["metric"]
     say(config.quiet, f"answer {metric['answer']['readable']!r} vs wrong {metric['wrong']['readable']!r}: logit difference "
         f"clean {metric['clean_logit_diff']:.4g}, corrupt {metric['corrupt_logit_diff']:.4g}; {record['runs']:,} patched "

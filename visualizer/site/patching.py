@@ -38,7 +38,8 @@ def flatten(values):
 
 
 def cell(value: float, limit: float) -> dict:
-    return {"value": value, "text": f"{value:.2f}", "style": site.cell_style(value, "diverging", limit)}
+    text = f"{value:.2f}"
+    return {"value": value, "text": "0.00" if text == "-0.00" else text, "style": site.cell_style(value, "diverging", limit)}
 
 
 def legend(limit: float) -> list[dict]:
@@ -83,6 +84,23 @@ def ablation_view(ablation: dict) -> dict:
     return {**ablation, "sorted_rows": [styled(r) for r in rows], "styled_knockouts": [styled(r) for r in ablation["knockouts"]]}
 
 
+def badness(check: dict) -> float:
+    """Error over tolerance; a non-finite error (written as a string in JSON) is the worst."""
+    error = check["max_abs_error"]
+    return error / check["tolerance"] if isinstance(error, (int, float)) and check["tolerance"] else float("inf")
+
+
+def capture_rows(record: dict) -> list[dict]:
+    """Per run, the worst identity of its capture (by error over tolerance) and how many were checked."""
+    rows = []
+    for run in ("clean", "corrupt"):
+        checks = record[run]["verification"]
+        name = max(checks, key=lambda n: badness(checks[n]))
+        rows.append({"run": run, "name": name, "check": checks[name], "count": len(checks),
+                     "passed": record[run]["verification_passed"]})
+    return rows
+
+
 def page_model(record: dict) -> dict:
     sweeps = record["sweeps"]
     return {
@@ -94,6 +112,7 @@ def page_model(record: dict) -> dict:
         "by_pos": grid_view("head_out_by_pos", sweeps["head_out_by_pos"]) if "head_out_by_pos" in sweeps else None,
         "all_sweeps": [grid_view(n, sweeps[n]) for n in SWEEP_ORDER if n in sweeps],
         "ablation": ablation_view(record["ablation"]),
+        "captures": capture_rows(record),
     }
 
 

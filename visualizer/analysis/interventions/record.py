@@ -65,7 +65,8 @@ def metric_entry(loaded: LoadedModel, metric: Metric, chosen: dict, T: int) -> d
 
 
 def all_checks(record: dict) -> dict[str, dict]:
-    """Every check of the record, flat: 'clean capture: ...', '<sweep>: ...', 'ablation: ...'."""
+    """Every check of the record, flat: 'clean capture: ...', '<sweep>: ...', 'ablation: ...'
+    (the record's `verification`)."""
     checks = {}
     for run in ("clean", "corrupt"):
         checks.update({f"{run} capture: {k}": v for k, v in record[run]["verification"].items()})
@@ -106,5 +107,6 @@ def compute_patching(loaded: LoadedModel, clean: Probe, corrupt: Probe, options:
         "runs": engine.runs + ablation["runs"],
         "forwards": engine.forwards + ablation["forwards"],
     }
-    record["verification_passed"] = all(check["passed"] for check in all_checks(record).values())
+    record["verification"] = all_checks(record)
+    record["verification_passed"] = all(check["passed"] for check in record["verification"].values())
     return record
