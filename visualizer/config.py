@@ -22,6 +22,7 @@ from visualizer.store.traces import DEFAULT_ROOT
 
 if TYPE_CHECKING:
     from visualizer.analysis.attribution import AttributionOptions
+    from visualizer.analysis.interventions.record import PatchOptions
     from visualizer.generation.sampling import Settings as SamplingSettings
     from visualizer.store.traces import StoreOptions
 
@@ -33,6 +34,9 @@ MAX_TOP_K = 1000
 MAX_IG_STEPS = 1024
 MAX_NEW_TOKENS = 100_000
 MAX_SEED = 2**63 - 1
+MAX_BATCH_SIZE = 4096
+MAX_BUDGET = 10**7
+MAX_ABLATION_PROBES = 10_000
 
 ENV_KEYS = {
     "MODEL": "checkpoint",
@@ -85,6 +89,21 @@ class GenerateConfig:
     snapshot_every: int = 25
     candidates: int = 10
     out: Path | None = None  # None: visualizations/<model>/generate-<prompt-slug>/
+    quiet: bool = False
+    protected: list[Path] = field(default_factory=list)  # folders no output may be inside or around (the store)
+
+
+@dataclass
+class PatchConfig:
+    """The patch command's settings."""
+
+    model: ModelSource
+    clean: str
+    corrupt: str
+    options: PatchOptions
+    knockouts: list[str] = field(default_factory=list)  # 'L.H:Q:K', checked against the probe once it is encoded
+    ablation_data: list[str] = field(default_factory=list)  # probes whose positions the mean ablation averages
+    out: Path | None = None  # None: visualizations/<model>/patch-<clean-slug>/
     quiet: bool = False
     protected: list[Path] = field(default_factory=list)  # folders no output may be inside or around (the store)
 
@@ -261,6 +280,42 @@ def generate_config(args) -> GenerateConfig:
         max_new_tokens=args.max_new_tokens,
         snapshot_every=args.snapshot_every,
         candidates=args.candidates,
+        out=out_folder(args, env),
+        quiet=bool(args.quiet),
+        protected=[store_root(args, env)],
+    )
+
+
+def read_ablation_data(path: Path) -> list[str]:
+    """--ablation-data: one probe per line (UTF-8), blank lines skipped; at least one."""
+    lines = [line for line in read_probe_file(path, "--ablation-data").splitlines() if line.strip()]
+    if not lines:
+        raise VisualizerError(f"--ablation-data {path}: holds no probe (one probe per line)")
+    if len(lines) > MAX_ABLATION_PROBES:
+        raise VisualizerError(f"--ablation-data {path}: {len(lines):,} probes, more than {MAX_ABLATION_PROBES:,}")
+    return lines
+
+
+def patch_config(args) -> PatchConfig:
+    """The patch command's flags over env/.env over defaults."""
+    from visualizer.analysis.interventions.record import PatchOptions  # imports torch
+
+    env = env_of(args)
+    nonempty([args.clean], "--clean probe")
+    nonempty([args.corrupt], "--corrupt probe")
+    check_probe_size(args.clean, "--clean")
+    check_probe_size(args.corrupt, "--corrupt")
+    in_range("--batch-size", args.batch_size, 1, MAX_BATCH_SIZE)
+    in_range("--budget", args.budget, 0, MAX_BUDGET)
+    options = PatchOptions(answer=args.answer, wrong=args.wrong, batch_rows=args.batch_size,
+                           **({} if args.budget is None else {"budget": args.budget}))
+    return PatchConfig(
+        model=model_source(args, env),
+        clean=args.clean,
+        corrupt=args.corrupt,
+        options=options,
+        knockouts=list(args.knockout or []),
+        ablation_data=read_ablation_data(Path(args.ablation_data)) if args.ablation_data else [],
         out=out_folder(args, env),
         quiet=bool(args.quiet),
         protected=[store_root(args, env)],

@@ -3,7 +3,8 @@
 - report: load once, then for each probe capture (verified) -> analyse -> write the report folder
   atomically -> keep it in the trace store;
 - render: a stored trace's folder -> its figures and page again, with no model;
-- generate: load -> decode step by step -> the generation folder (with the prompt's report).
+- generate: load -> decode step by step -> the generation folder (with the prompt's report);
+- patch: load -> capture both probes -> patching sweeps and ablation -> the "what if" folder.
 
 Compute returns a `RunResult`; `write_run` alone turns one into a report folder.
 
@@ -14,6 +15,7 @@ family (model/), draw (figures/) or write HTML (site/).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -35,7 +37,7 @@ from visualizer.artefacts.folder import atomic_folder, check_site_root, check_ta
 from visualizer.artefacts.run_files import RunFiles, read_run_files, write_run_files
 from visualizer.artefacts.trace import build_trace
 from visualizer.capture import Cache, capture
-from visualizer.config import Config, GenerateConfig, ModelSource
+from visualizer.config import Config, GenerateConfig, ModelSource, PatchConfig
 from visualizer.errors import VisualizerError, one_line
 from visualizer.model.base import LoadedModel, slug
 from visualizer.model.probe import Probe, prepare_probe
@@ -329,4 +331,59 @@ def run_generate(config: GenerateConfig) -> int:
             "no_allowed_token": "every token banned"}[gen.stop_reason]
     say(config.quiet, f"{len(gen.steps)} tokens generated (stopped: {stop}); verification {'FAILED' if failed else 'passed'}")
     say(config.quiet, f"generation: {out / 'index.html'}")
+    return 3 if failed else 0
+
+
+def progress_bar(quiet: bool, total: int, unit: str):
+    """A tqdm bar on stderr when it is a terminal and the run is not quiet; else None."""
+    if quiet or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, file=sys.stderr, leave=False)
+
+
+def run_patch(config: PatchConfig) -> int:
+    """The patch command: both probes captured, every sweep and the ablation run, the folder written."""
+    from visualizer.analysis.interventions.ablation import parse_knockout
+    from visualizer.analysis.interventions.record import compute_patching, planned_runs
+    from visualizer.artefacts.trace import dumps
+    from visualizer.site.patching import render_patching
+
+    loaded = open_model(config.model, config.quiet)
+    clean, corrupt = prepare_probe(loaded, config.clean), prepare_probe(loaded, config.corrupt)
+    if len(clean.ids) != len(corrupt.ids):
+        raise VisualizerError(f"--clean has {len(clean.ids)} tokens and --corrupt has {len(corrupt.ids)}: patching "
+                              "writes one run's activations into the other, position by position, so both must have "
+                              "the same number of tokens")
+    T = len(clean.ids)
+    knockouts = [parse_knockout(text, loaded, T) for text in config.knockouts]
+    data = [prepare_probe(loaded, text) for text in config.ablation_data]
+    out = config.out or VISUALIZATIONS / loaded.name / f"patch-{probe_slug(config.clean)}"
+    check_target(out, "patch", config.protected)  # refuse a foreign folder before the sweeps run
+    for probe, flag in ((clean, "--clean"), (corrupt, "--corrupt")):
+        for message in probe.warnings:
+            warn(f"{flag}: {message}")
+    total = planned_runs(loaded, T, config.options, len(knockouts))
+    say(config.quiet, f"patching {T} positions: about {total:,} patched runs")
+    progress = progress_bar(config.quiet, total, "run")
+    try:
+        record = compute_patching(loaded, clean, corrupt, config.options, data, knockouts,
+                                  on_rows=progress.update if progress else None)
+    finally:
+        if progress is not None:
+            progress.close()
+    text = dumps(record)
+    with atomic_folder(out, "patch", config.protected) as tmp:
+        (tmp / layout.PATCHING).write_text(text, encoding="utf-8")
+        render_patching(tmp, json.loads(text))  # the page from the file's contents, as a re-render reads them
+    failed = not report_verdict(record["verification"])
+    metric = record["metric"]
+    say(config.quiet, f"answer {metric['answer']['readable']!r} vs wrong {metric['wrong']['readable']!r}: logit difference "
+        f"clean {metric['clean_logit_diff']:.4g}, corrupt {metric['corrupt_logit_diff']:.4g}; {record['runs']:,} patched "
+        f"runs in {record['forwards']:,} forwards; verification {'FAILED' if failed else 'passed'}")
+    skipped = [name for name, sweep in record["sweeps"].items() if "skipped" in sweep]
+    for name in skipped:
+        say(config.quiet, f"{name} skipped: {record['sweeps'][name]['skipped']}")
+    say(config.quiet, f"patching: {out / 'index.html'}")
     return 3 if failed else 0

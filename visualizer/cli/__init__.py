@@ -25,6 +25,7 @@ COMMANDS = {
     "compare": "compare",
     "serve": "serve",
     "sweep": "sweep",
+    "patch": "patch",
 }
 
 

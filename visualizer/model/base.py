@@ -218,6 +218,13 @@ class Adapter:
             )
         return identities
 
+    def stream_inputs(self, dims: Dims, layer: int) -> list[str]:
+        """Capture names, besides blocks.{layer}.hook_resid_pre, through which the probe still
+        reaches block `layer` and the later ones: with all of them and resid_pre replaced by another
+        run's values, the rest of the forward is that run's (activation patching checks it).
+        Default: none, a plain residual stream carries everything."""
+        return []
+
     def encode_chat(self, loaded: LoadedModel, user_text: str) -> Encoded:
         """A one-turn chat rendered as the family's conversation tokens, ready for the reply."""
         from visualizer.errors import VisualizerError

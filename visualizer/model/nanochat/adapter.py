@@ -454,6 +454,18 @@ class NanochatAdapter(Adapter):
         ]
         return specs
 
+    def stream_inputs(self, dims: Dims, layer: int) -> list[str]:
+        """Current architecture: x0 (every later layer mixes it back in), the value embeddings of
+        this layer and later ones (read from the token ids), and the backout residual once its
+        layer is behind. The original architecture's stream is plain."""
+        cfg = self.config
+        if not cfg.current:
+            return []
+        names = ["hook_x0"] + [f"blocks.{i}.attn.hook_ve" for i in cfg.value_embedding_layers() if i >= layer]
+        if cfg.backout_layer < layer:
+            names.append(f"blocks.{cfg.backout_layer}.hook_resid_post")
+        return names
+
     def encode_chat(self, loaded: LoadedModel, user_text: str) -> Encoded:
         return loaded.tokenizer.encode_chat(user_text)
 
