@@ -59,28 +59,57 @@ def png_palette(distinct: np.ndarray, colors: int, keep: np.ndarray | None) -> n
     return np.concatenate([used, entries])[:colors]
 
 
+def _pixel_keys(image: Image.Image) -> np.ndarray:
+    """[H, W] uint32: each RGB pixel as 0xBBGGRR (one C conversion and a view, no int64 copy)."""
+    rgbx = np.ascontiguousarray(np.asarray(image.convert("RGBX")))  # [H, W, 4] uint8
+    return rgbx.view("<u4")[..., 0] & np.uint32(0xFFFFFF)
+
+
+@functools.lru_cache(maxsize=1)
+def _colour_lookup() -> np.ndarray:
+    """[2**24] uint8: a per-process table from colour key to palette index, all zero between
+    images (16 MiB, allocated once; save_png sets and clears only the entries an image uses)."""
+    return np.zeros(1 << 24, dtype=np.uint8)
+
+
+def _nearest(distinct: np.ndarray, entries: np.ndarray, rows: int = 4096) -> np.ndarray:
+    """[d] uint8: the index of the closest entry ([n, 3]) to each distinct colour ([d, 3]);
+    the first on a tie. Done in blocks of `rows` so d x n distances stay small."""
+    out = np.empty(len(distinct), dtype=np.uint8)
+    for start in range(0, len(distinct), rows):
+        block = distinct[start:start + rows, None, :] - entries[None, :, :]  # [rows, n, 3]
+        out[start:start + rows] = (block * block).sum(-1).argmin(-1)
+    return out
+
+
 def save_png(image: Image.Image, path: Path, colors: int = 256, keep: np.ndarray | None = None) -> None:
     """Write `image` as a palette PNG (<= `colors` colours, no dithering, no text or time chunks).
     `keep` ([256, 3]): a colour scale whose colours the image uses are written exactly (png_palette),
     so a PNG's cells have the page's colours; every other pixel takes the nearest palette colour."""
     if image.mode != "RGB":
         image = image.convert("RGB")
+    keys = _pixel_keys(image)  # [H, W]
     found = image.getcolors(1 << 16)  # fast while the image has no more colours than that
     if found is None:
-        packed = np.unique(_packed(np.asarray(image)))
-        distinct = np.stack([packed >> 16, (packed >> 8) & 255, packed & 255], -1)
+        packed = np.unique(keys).astype(np.int64)
+        distinct = np.stack([packed & 255, (packed >> 8) & 255, packed >> 16], -1)
+        distinct = distinct[np.lexsort(distinct.T[::-1])]  # [d, 3] in (r, g, b) order
     else:
         distinct = np.array(sorted(c for _, c in found), dtype=np.int64)  # [d, 3]
     entries = png_palette(distinct, colors, keep).astype(np.int64)  # [n, 3]
-    nearest = ((distinct[:, None, :] - entries[None, :, :]) ** 2).sum(-1).argmin(-1)  # [d]: itself when kept
-    keys = _packed(distinct)  # [d] ascending (distinct is sorted)
-    pixels = np.searchsorted(keys, _packed(np.asarray(image)))  # [H, W]: each pixel's row in distinct
-    quantized = Image.fromarray(nearest.astype(np.uint8)[pixels], mode="P")
+    if len(distinct) <= colors:
+        nearest = np.arange(len(distinct), dtype=np.uint8)  # every colour is its own entry
+    else:
+        nearest = _nearest(distinct, entries)
+    colour_keys = distinct[:, 0] | (distinct[:, 1] << 8) | (distinct[:, 2] << 16)  # [d]
+    lookup = _colour_lookup()
+    lookup[colour_keys] = nearest
+    quantized = Image.fromarray(lookup[keys], mode="P")
+    lookup[colour_keys] = 0  # leave the table as found for the next image
     quantized.putpalette(entries.astype(np.uint8).ravel().tolist())
     quantized.save(path, format="PNG", compress_level=6)
 
 
-@functools.lru_cache(maxsize=8)
 def _font(size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(font_path()), size)
 
