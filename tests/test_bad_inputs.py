@@ -8,11 +8,10 @@ import pickle
 
 import pytest
 
-from tests.support.cli import run_cli
+from tests.support.cli import FAST, run_cli
 from tests.support.faults import checksums, one_error_line
 from visualizer.config import MAX_PROBE_BYTES
 
-FAST = ("--no-store", "--quiet", "--ig-steps", "0")
 
 
 @pytest.fixture

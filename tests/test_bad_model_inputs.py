@@ -18,11 +18,10 @@ import re
 import pytest
 import torch
 
-from tests.support.cli import run_cli
+from tests.support.cli import FAST, run_cli
 from tests.support.faults import checksums, one_error_line, run_tool
 from tests.support.nanogpt import make_checkpoint
 
-FAST = ("--no-store", "--quiet", "--ig-steps", "0")
 PROBE = "a rose is a rose"
 
 

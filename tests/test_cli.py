@@ -55,6 +55,22 @@ def test_two_runs_give_identical_bytes(tmp_path, model):
     assert files_of(tmp_path / "a") == files_of(tmp_path / "b")
 
 
+def test_figures_none_writes_the_same_data_and_page_views_without_pngs(tmp_path, model):
+    ckpt, meta = model
+    args = ("--checkpoint", ckpt, "--meta", meta, "--probe", "OR: o", "--no-store", "--ig-steps", "0")
+    assert run_cli(*args, "--out", tmp_path / "all")[0] == 0
+    code, _, stderr = run_cli(*args, "--out", tmp_path / "none", "--figures", "none")
+    assert code == 0, stderr
+    drawn, bare = files_of(tmp_path / "all"), files_of(tmp_path / "none")
+    assert any(name.startswith("figures/") for name in drawn)
+    assert not any(name.startswith("figures/") for name in bare)
+    page = bare["index.html"].decode()
+    assert "--figures none" in page and "<img" not in page and "figures/" not in page
+    # everything but the pictures is the same: the data files, the views' data, the assets
+    same = {n for n in drawn if not n.startswith("figures/") and n not in ("index.html", ".visualizer-folder.json")}
+    assert same and all(bare[n] == drawn[n] for n in same), sorted(n for n in same if bare[n] != drawn[n])
+
+
 def test_long_probe_keeps_the_last_block_size_tokens(tmp_path, model):
     ckpt, meta = model
     probe = "abcdefghij" * 3  # 30 characters, block_size 24

@@ -12,11 +12,10 @@ import os
 
 import pytest
 
-from tests.support.cli import run_cli
+from tests.support.cli import FAST, run_cli
 from tests.support.faults import checksums, one_error_line, run_tool, start_tool
 from visualizer.artefacts import layout
 
-FAST = ("--no-store", "--quiet", "--ig-steps", "0")
 
 
 @pytest.fixture

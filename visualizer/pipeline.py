@@ -140,29 +140,31 @@ def compute_run(loaded: LoadedModel, probe: Probe, top_k: int = 10,
 # --- write ------------------------------------------------------------------------------------------
 
 
-def render_pages(folder: Path, files: RunFiles, index_href: str | None = None) -> None:
-    """Figures (parallel PNGs) then the page and its data files, from the run's data alone;
-    index_href: the page's link to its site index (site.site_index_href), None for none."""
-    figures = plots.render_figures(folder, plots.plan_figures(files.trace, files.tensors, files.report_data),
-                                   workers=plots.default_workers())
+def render_pages(folder: Path, files: RunFiles, index_href: str | None = None, figures: bool = True) -> None:
+    """Figures (parallel PNGs; none when `figures` is False) then the page and its data files, from
+    the run's data alone; index_href: the page's link to its site index (site.site_index_href), None for none."""
+    jobs = plots.plan_figures(files.trace, files.tensors, files.report_data) if figures else []
+    figures = plots.render_figures(folder, jobs, workers=plots.default_workers())
     render.render_folder(folder, figures, index_href)
 
 
-def write_run(folder: Path, run: RunResult, protected: list[Path] = (), site_root: Path | None = None) -> None:
-    """The report folder of one run, written atomically: data files, figures, page. site_root: the
-    site root whose index is written with it (else an existing one above the folder, if any)."""
+def write_run(folder: Path, run: RunResult, protected: list[Path] = (), site_root: Path | None = None,
+              figures: bool = True) -> None:
+    """The report folder of one run, written atomically: data files, figures (unless `figures` is
+    False), page. site_root: the site root whose index is written with it (else an existing one
+    above the folder, if any)."""
     index_href = site.site_index_href(folder, site_root)
     with atomic_folder(folder, "report", protected) as tmp:
         files = write_run_files(tmp, run.trace, run.cache.tensors, run.report_data, run.analysis, run.attribution)
-        render_pages(tmp, files, index_href)
+        render_pages(tmp, files, index_href, figures)
 
 
 def write_report(loaded: LoadedModel, probe: Probe, folder: Path, top_k: int = 10,
                  attribution_options: attribution.AttributionOptions | None = None, protected: list[Path] = (),
-                 site_root: Path | None = None) -> dict:
+                 site_root: Path | None = None, figures: bool = True) -> dict:
     """compute_run + write_run; returns the trace record."""
     run = compute_run(loaded, probe, top_k, attribution_options)
-    write_run(folder, run, protected, site_root)
+    write_run(folder, run, protected, site_root, figures)
     return run.trace
 
 
@@ -214,7 +216,8 @@ def run_report(config: Config) -> int:
     for probe, folder in zip(probes, folders):
         for message in probe.warnings:
             warn(message)
-        trace = write_report(loaded, probe, folder, config.top_k, config.attribution, config.protected, site_root)
+        trace = write_report(loaded, probe, folder, config.top_k, config.attribution, config.protected, site_root,
+                             config.figures)
         if config.store is not None:  # every run is kept in the trace store unless --no-store
             manifest = store.save(folder, checkpoint, config.store)
             say(config.quiet, f"trace: {manifest['id']} in {config.store.root}")

@@ -15,6 +15,10 @@ SHARED = REPO_ROOT.parent / "shared"
 NANOGPT_FIXTURE = SHARED / "fixtures" / "nanogpt-shakespeare-char"
 
 
+# report flags for tests that are not about attribution, the store or the PNG figures
+FAST = ("--no-store", "--quiet", "--ig-steps", "0", "--figures", "none")
+
+
 def need_fixture(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (../shared is only on the developers' machines)")

@@ -635,6 +635,8 @@ def render_figures(folder: Path, jobs: list[FigureJob], workers: int = 2) -> lis
 
     workers > 1 draws in forked processes (they inherit the jobs' arrays without copying); where
     'fork' is unavailable, or workers <= 1, it draws in this process. Slow jobs start first."""
+    if not jobs:
+        return []  # no figures folder either
     out = Path(folder) / "figures"
     out.mkdir(parents=True, exist_ok=True)
     order = sorted(range(len(jobs)), key=lambda i: (-jobs[i].cost, i))

@@ -432,6 +432,7 @@ def page_model(folder: Path, trace: dict, report_data: dict, figures: list[dict]
         "layers": layers,
         "final": final,
         "other_figures": by_section.get("other", []),
+        "figures_drawn": bool(figures),
         "last_topk": [{**r, "bg": sequential(r["prob"]), "fg": ink(sequential(r["prob"]))} for r in last],
         "card_rows": card_rows(trace),
         "norm": declared.get("norm"),
