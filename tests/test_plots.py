@@ -239,3 +239,27 @@ def test_lens_table_is_laid_out_as_the_page_grid_and_norms_use_the_page_colours(
     for job in jobs:  # one palette: tiles and tables on its two scales only
         if job.kind in ("tiles", "table"):
             assert job.data["cmap"] in palette.SCALES
+
+
+def test_auto_mode_leaves_out_activation_matrices_only_beyond_its_length(tmp_path):
+    T = plots.DETAIL_MAX_T + 4
+    trace, tensors, data = capture_inputs(tmp_path, ("first citizen: hear me speak. " * 20)[:T], n_layer=1, n_head=2,
+                                          n_embd=16, block_size=T)
+    every = {job.figure.key for job in plots.plan_figures(trace, tensors, data, "all")}
+    auto = {job.figure.key for job in plots.plan_figures(trace, tensors, data, "auto")}
+    assert plots.plan_figures(trace, tensors, data, "none") == []
+    left_out = every - auto
+    assert auto < every and left_out == {
+        "blocks.0.ln1.hook_normalized", "blocks.0.attn.hook_q", "blocks.0.attn.hook_k", "blocks.0.attn.hook_v",
+        "blocks.0.attn.hook_attn_scores", "blocks.0.attn.hook_z", "blocks.0.hook_attn_out", "blocks.0.hook_resid_mid",
+        "blocks.0.ln2.hook_normalized", "blocks.0.mlp.hook_pre", "blocks.0.mlp.hook_post", "blocks.0.hook_mlp_out",
+        "blocks.0.hook_resid_post"}
+    # each layer keeps its attention grid, top neurons, norms and lens; embeddings and final stay whole
+    assert {"blocks.0.attn.hook_pattern", "blocks.0.mlp.hook_post.top_neurons", "blocks.0.resid_norms",
+            "blocks.0.logit_lens.map", "hook_embed", "logits"} <= auto
+    assert "--figures all" in plots.figures_note("auto", T) and plots.figures_note("all", T) is None
+    short = plots.DETAIL_MAX_T
+    assert plots.figures_note("auto", short) is None and plots.draws_activation_matrices("auto", short)
+    assert "--figures none" in plots.figures_note("none", 3)
+    with pytest.raises(ValueError, match="figure mode"):
+        plots.plan_figures(trace, tensors, data, "some")

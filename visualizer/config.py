@@ -71,7 +71,7 @@ class Config:
     quiet: bool = False
     debug: bool = False
     top_k: int = 10
-    figures: bool = True  # False: no PNG figures (--figures none)
+    figures: str = "auto"  # --figures: auto, all or none (figures/plan.py MODES)
     # the CLI stores every run; a Config built in code does not
     store: StoreOptions | None = None
     attribution: AttributionOptions | None = None  # None: the top next token at the last position
@@ -237,7 +237,7 @@ def report_config(args) -> Config:
         quiet=bool(args.quiet),
         debug=bool(args.debug),
         top_k=args.top_k,
-        figures=args.figures != "none",
+        figures=args.figures,
         store=store_options(args, env),
         attribution=attribution_options(args),
         protected=[store_root(args, env)],

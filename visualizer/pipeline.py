@@ -140,18 +140,19 @@ def compute_run(loaded: LoadedModel, probe: Probe, top_k: int = 10,
 # --- write ------------------------------------------------------------------------------------------
 
 
-def render_pages(folder: Path, files: RunFiles, index_href: str | None = None, figures: bool = True) -> None:
-    """Figures (parallel PNGs; none when `figures` is False) then the page and its data files, from
-    the run's data alone; index_href: the page's link to its site index (site.site_index_href), None for none."""
-    jobs = plots.plan_figures(files.trace, files.tensors, files.report_data) if figures else []
-    figures = plots.render_figures(folder, jobs, workers=plots.default_workers())
-    render.render_folder(folder, figures, index_href)
+def render_pages(folder: Path, files: RunFiles, index_href: str | None = None, figures: str = "auto") -> None:
+    """Figures (parallel PNGs, as many as the figure mode `figures` draws: plots.MODES) then the page
+    and its data files, from the run's data alone; index_href: the page's link to its site index
+    (site.site_index_href), None for none."""
+    jobs = plots.plan_figures(files.trace, files.tensors, files.report_data, figures)
+    drawn = plots.render_figures(folder, jobs, workers=plots.default_workers())
+    render.render_folder(folder, drawn, index_href, plots.figures_note(figures, len(files.trace["token_ids"])))
 
 
 def write_run(folder: Path, run: RunResult, protected: list[Path] = (), site_root: Path | None = None,
-              figures: bool = True) -> None:
-    """The report folder of one run, written atomically: data files, figures (unless `figures` is
-    False), page. site_root: the site root whose index is written with it (else an existing one
+              figures: str = "auto") -> None:
+    """The report folder of one run, written atomically: data files, figures (figure mode
+    `figures`), page. site_root: the site root whose index is written with it (else an existing one
     above the folder, if any)."""
     index_href = site.site_index_href(folder, site_root)
     with atomic_folder(folder, "report", protected) as tmp:
@@ -161,7 +162,7 @@ def write_run(folder: Path, run: RunResult, protected: list[Path] = (), site_roo
 
 def write_report(loaded: LoadedModel, probe: Probe, folder: Path, top_k: int = 10,
                  attribution_options: attribution.AttributionOptions | None = None, protected: list[Path] = (),
-                 site_root: Path | None = None, figures: bool = True) -> dict:
+                 site_root: Path | None = None, figures: str = "auto") -> dict:
     """compute_run + write_run; returns the trace record."""
     run = compute_run(loaded, probe, top_k, attribution_options)
     write_run(folder, run, protected, site_root, figures)

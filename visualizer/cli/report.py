@@ -36,9 +36,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "and visualizations/index.html",
     )
     parser.add_argument("--top-k", type=int, default=10, metavar="K", help="next-token candidates listed (default 10)")
-    parser.add_argument("--figures", choices=("all", "none"), default="all",
-                        help="PNG figures: all (default) or none (a faster, smaller report: the page's interactive "
-                             "views and tables still show every tensor)")
+    parser.add_argument("--figures", choices=("auto", "all", "none"), default="auto",
+                        help="PNG figures: auto (default: all of them up to 256 positions; beyond, each layer's "
+                             "attention grid, top neurons, norms and lens, not its raw activation matrices), all, "
+                             "or none (fastest: the page's interactive views and tables still show the data)")
     add_store_options(parser)
     add_attribution_options(parser)
     add_common_options(parser)

@@ -50,6 +50,8 @@ from visualizer.figures.raster import tile_geometry
 
 MAX_SIGNED_CELLS = 1 << 17  # distinct cells in one signed-value image (noise costs ~1 byte a cell)
 PER_HEAD_MAX_T = 64  # per-head attention PNGs only up to this many positions
+MODES = ("auto", "all", "none")  # --figures: auto = every figure up to DETAIL_MAX_T positions, the key ones beyond
+DETAIL_MAX_T = 256  # auto: each layer's activation matrices (q, k, v, z, norms, MLP, streams) up to this length
 TABLE_ROWS = 64  # token tables show at most the last TABLE_ROWS positions
 LABEL_CHARS = 12  # token labels are cut to this many characters
 CLIP_RATIO = 4.0  # clip a diverging scale at the 99.5th percentile when max|x| exceeds it this much
@@ -169,11 +171,12 @@ def _shape_text(shape, names) -> str:
 class _Planner:
     """Collects jobs; knows the probe's token labels."""
 
-    def __init__(self, trace: dict, tensors: dict, report_data: dict):
+    def __init__(self, trace: dict, tensors: dict, report_data: dict, mode: str = "all"):
         self.trace, self.tensors, self.data = trace, tensors, report_data
         readable_tokens = trace.get("tokens_readable") or []
         self.tokens = [displayable(t, LABEL_CHARS) for t in readable_tokens]
         self.T = len(self.tokens)
+        self.detailed = draws_activation_matrices(mode, self.T)  # else only each layer's key figures
         # short probes: the token alone; long ones: position and token (labels are thinned out)
         self.labels = self.tokens if self.T <= PER_HEAD_MAX_T else [f"{i} {t}" for i, t in enumerate(self.tokens)]
         self.jobs: list[FigureJob] = []
@@ -252,6 +255,8 @@ class _Planner:
     def heads(self, layer, hook, what):
         name = f"blocks.{layer}.attn.{hook}"
         if name not in self.tensors:
+            return
+        if not self.detailed:
             return
         t = _np(self.tensors[name])  # [T, heads, d_head]
         T, nh, dh = t.shape
@@ -338,7 +343,7 @@ class _Planner:
         d = ("pos", "d_model")
 
         def mat(name, caption, dims=d, col=dm):
-            if name in self.tensors:
+            if name in self.tensors and self.detailed:
                 self.matrix(name, section, name, self.tensors[name], dim_names=dims, col_name=col, caption=caption)
 
         norm = self.norm_name(capital=True)
@@ -365,7 +370,7 @@ class _Planner:
         names = ("head", "query_pos", "key_pos")
         scores_name, pattern_name = f"{b}.hook_attn_scores", f"{b}.hook_pattern"
         scores = _np(self.tensors[scores_name]) if scores_name in self.tensors else None  # [nh, T, T], -inf masked
-        if scores is not None:
+        if scores is not None and self.detailed:
             self.tiles(scores_name, section, scores_name, scores, tile_titles=[f"H{h}" for h in range(scores.shape[0])],
                        dim_names=names, shape=scores.shape, row_name="query positions", col_name="key positions",
                        signed=True, square=True, masked=True,
@@ -579,13 +584,38 @@ class _Planner:
                           "xlabel": "product"}, cost=15.0)
 
 
-def plan_figures(trace: dict, tensors: dict, report_data: dict) -> list[FigureJob]:
-    """Every figure of a report, in page order: embeddings, each layer, final. Pure: no drawing.
+def draws_activation_matrices(mode: str, T: int) -> bool:
+    """Whether a report of T positions in figure mode `mode` (MODES) draws each layer's activation
+    matrices; without them a layer keeps its attention pattern grid, top neurons, residual norms
+    and lens map (the page's views show every position of the rest)."""
+    if mode not in MODES:
+        raise ValueError(f"figure mode must be one of {', '.join(MODES)}, not {mode!r}")
+    return mode == "all" or (mode == "auto" and T <= DETAIL_MAX_T)
+
+
+def figures_note(mode: str, T: int) -> str | None:
+    """What a page of T positions says about the figures mode `mode` left out (None: nothing left out)."""
+    if mode == "none":
+        return ("This report has no PNG figures (written with --figures none): the interactive views and the "
+                "tables show the data.")
+    if not draws_activation_matrices(mode, T):
+        return (f"At {T} positions (more than {DETAIL_MAX_T}) each layer's activation matrices (norm outputs, "
+                "q, k, v, z, attention scores, attention and MLP outputs, residual streams) are not drawn as PNGs, "
+                "so that the report stays fast: their statistics are in the tables, the attention and lens views "
+                "show every position, and --figures all draws them.")
+    return None
+
+
+def plan_figures(trace: dict, tensors: dict, report_data: dict, mode: str = "all") -> list[FigureJob]:
+    """Every figure of a report in figure mode `mode` (MODES; 'none': no figure), in page order:
+    embeddings, each layer, final. Pure: no drawing.
 
     trace: trace.json contents (tokens_readable, token_ids, dims); tensors: capture name ->
     tensor or array (batch dropped); report_data: report_data.json contents. Figures whose data
     is absent (a model without position embeddings, say) are left out."""
-    planner = _Planner(trace, tensors, report_data)
+    planner = _Planner(trace, tensors, report_data, mode)
+    if mode == "none":
+        return []
     planner.embeddings()
     n_layer = (trace.get("dims") or {}).get("n_layer")
     if n_layer is None:

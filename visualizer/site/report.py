@@ -432,7 +432,6 @@ def page_model(folder: Path, trace: dict, report_data: dict, figures: list[dict]
         "layers": layers,
         "final": final,
         "other_figures": by_section.get("other", []),
-        "figures_drawn": bool(figures),
         "last_topk": [{**r, "bg": sequential(r["prob"]), "fg": ink(sequential(r["prob"]))} for r in last],
         "card_rows": card_rows(trace),
         "norm": declared.get("norm"),
@@ -454,11 +453,12 @@ def optional_files(folder: Path) -> dict:
             for name in OPTIONAL_FILES}
 
 
-def render_folder(folder: Path, figures: list, index_href: str | None = None) -> None:
+def render_folder(folder: Path, figures: list, index_href: str | None = None, figures_note: str | None = None) -> None:
     """Write index.html, assets/ and data/*.js into `folder` from its trace.json,
     report_data.json and activations.safetensors; `figures` (already drawn into folder) are
     placed in their sections; `index_href`: the link to the site index above it (none: no link,
-    see site.site_index_href). Same files in, same bytes out."""
+    see site.site_index_href); `figures_note`: what the page says of figures left out, if any.
+    Same files in, same bytes out."""
     folder = Path(folder)
     trace = read_json(folder / layout.TRACE)
     report_data = read_json(folder / layout.REPORT_DATA)
@@ -466,6 +466,7 @@ def render_folder(folder: Path, figures: list, index_href: str | None = None) ->
     model = page_model(folder, trace, report_data, list(figures), files)
     model.update(optional_files(folder))
     model["index_href"] = index_href
+    model["figures_note"] = figures_note
     html = site.environment().get_template("report.html").render(**model, version=__version__)
     (folder / "index.html").write_text(html, encoding="utf-8")
     site.copy_assets(folder)
