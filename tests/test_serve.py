@@ -5,9 +5,10 @@ Security: spoofed Host, no token, cross-origin and non-JSON POSTs, oversized bod
 probes, traversal attempts and symbolic links are refused and leak no file content. Process model:
 one forward at a time, FIFO order, 429 when the queue is full, cancel, health stays fast while a
 job runs, a job nobody listens to still lands in the store, SSE resumes after Last-Event-ID.
-Output: Visualize's folder is byte-identical to `render ID --out`. Browser (Chromium): tokens
-stream onto the page while the job runs, hostile vocabularies show as text, no console error, no
-CSP violation, no request off loopback.
+Output: Visualize's folder is byte-identical to `render ID --out`, Compare's to `compare A B --out`.
+Browser (Chromium): tokens stream onto the page while the job runs, a stream the server drops is
+resumed by the page's EventSource with Last-Event-ID (every token once, in order), hostile
+vocabularies show as text, no console error, no CSP violation, no request off loopback.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from tests.support.nanogpt import make_checkpoint
 from tests.support.site import INJECTION_PROBE, INJECTION_VOCAB
 from visualizer.config import ModelSource
 from visualizer.pipeline import open_model
-from visualizer.serve import server
+from visualizer.serve import events, server
 from visualizer.serve.security import COOKIE, MAX_BODY_BYTES
 from visualizer.serve.work import Context
 
@@ -166,6 +167,15 @@ class Gate:
             return gen
 
         monkeypatch.setattr(decode, "generate", generate)
+
+
+def same_folder(a: Path, b: Path) -> None:
+    """The two folders hold the same files with the same bytes."""
+    files = sorted(p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file())
+    again = sorted(p.relative_to(b).as_posix() for p in b.rglob("*") if p.is_file())
+    assert files == again
+    for name in files:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
 def no_leak(data: bytes) -> None:
@@ -405,11 +415,7 @@ def test_visualize_lands_in_the_store_unwatched_and_equals_render(app, tmp_path)
     assert "unsafe-inline" in headers["content-security-policy"] and "script-src 'self'" in headers["content-security-policy"]
     code, _, err = run_cli("render", trace, "--store", tmp_path / "store", "--out", tmp_path / "rendered")
     assert code == 0, err
-    files = sorted(p.relative_to(shown).as_posix() for p in shown.rglob("*") if p.is_file())
-    again = sorted(p.relative_to(tmp_path / "rendered").as_posix() for p in (tmp_path / "rendered").rglob("*") if p.is_file())
-    assert files == again
-    for name in files:
-        assert (shown / name).read_bytes() == (tmp_path / "rendered" / name).read_bytes(), name
+    same_folder(shown, tmp_path / "rendered")
     listed = client.json("/api/traces?tag=app-test")["traces"]
     assert [t["id"] for t in listed] == [trace] and listed[0]["url"] == result["url"]
     assert client.json("/api/traces?tag=nothing")["traces"] == []
@@ -418,7 +424,14 @@ def test_visualize_lands_in_the_store_unwatched_and_equals_render(app, tmp_path)
     other = client.wait(client.submit("/api/visualize", {"text": "not to be"}))["result"]["trace"]
     compared = client.wait(client.submit("/api/compare", {"a": trace, "b": other}))
     assert compared["state"] == "done", compared
-    assert client.get(compared["result"]["url"])[0] == 200
+    status, _, page = client.get(compared["result"]["url"])
+    assert status == 200
+    # the app's comparison equals `compare A B --out` for the same two traces, byte for byte
+    assert compared["result"]["url"] == f"/site/compare/{trace}_{other}/index.html"
+    code, _, err = run_cli("compare", trace, other, "--store", tmp_path / "store", "--out", tmp_path / "compared")
+    assert code == 0, err
+    same_folder(ctx.site / "compare" / f"{trace}_{other}", tmp_path / "compared")
+    assert page == (tmp_path / "compared" / "index.html").read_bytes()
 
 
 def test_a_chat_model_offers_the_chat_box_and_generates_a_reply(app, tmp_path):
@@ -591,4 +604,55 @@ def test_latency_from_generate_to_first_token_in_chromium(app, browser, model):
     assert first_ms < 5000
     with open(artifacts_dir() / "serve-timing.txt", "a") as f:
         f.write(f"tiny model, 40 tokens: {timing}\n")
+    page.close()
+
+
+def test_in_chromium_a_dropped_stream_resumes_after_last_event_id_without_gaps_or_repeats(app, browser, monkeypatch):
+    """The server ends every event stream after 3 events (as a dropped connection would); the page's
+    EventSource reconnects each time with Last-Event-ID and ends with every token once, in order."""
+    asked = []
+    real_stream, real_last = events.stream, events.last_event_id
+
+    def last_event_id(value):
+        asked.append(value)
+        return real_last(value)
+
+    async def dropping(job, after):
+        inner, sent = real_stream(job, after), 0
+        try:
+            async for chunk in inner:
+                yield chunk
+                sent += chunk.startswith(b"id: ")
+                if sent == 3:
+                    return
+        finally:
+            await inner.aclose()
+
+    monkeypatch.setattr(events, "stream", dropping)
+    monkeypatch.setattr(events, "last_event_id", last_event_id)
+    client, _, ctx = app()
+    page = browser.new_page()
+    console, requests = [], []
+    page.on("console", lambda m: console.append((m.type, m.text)))
+    page.on("pageerror", lambda e: console.append(("pageerror", str(e))))
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(f"{client.origin}/?token={client.token}", wait_until="load")
+    until(page, "document.getElementById('model').textContent.includes('context')")
+    page.fill("#text", PROBE)
+    page.fill("#max_new_tokens", "8")
+    page.fill("#temperature", "0")
+    page.click("#generate")
+    until(page, "document.getElementById('generate').disabled === false", 60_000)
+    # queued, started, 8 tokens, done: 11 events over four connections, each after the last id seen
+    assert asked == [None, "3", "6", "9"]
+    titles = page.evaluate("Array.from(document.querySelectorAll('#tokens .tok')).map(e => e.title)")
+    shown = [tuple(int(x) for x in re.match(r"step (\d+) · id (\d+) · ", t).groups()) for t in titles]
+    (job,) = list(ctx.generations)
+    assert shown == list(enumerate(ctx.sequence_of(job)["ids"])) and len(shown) == 8
+    assert client.json(f"/api/jobs/{job}")["state"] == "done"
+    assert page.locator("#status").text_content().startswith("8 tokens")
+    errors = [m for m in console if m[0] in ("error", "pageerror") or "Content Security Policy" in m[1]]
+    assert errors == []
+    assert sum(u.startswith(f"{client.origin}/api/jobs/{job}/events") for u in requests) == 4
+    assert all(u.startswith((client.origin + "/", "about:", "data:")) for u in requests), requests
     page.close()

@@ -1,7 +1,9 @@
-/* The generation view: step slider, step details (candidates, logit lens), attention flow graph
-   (prompt -> continuation) and a side-by-side head comparison. Classic script, no network, no
-   modules; reads the inline JSON in #generation-data. Text from the vocabulary is only ever set
-   with textContent, never parsed as HTML. */
+/* The generation view: step navigation (slider, step number, buttons, arrow keys), step details
+   (candidates, logit lens), attention flow graph (prompt -> continuation: a weight threshold, one
+   token's connections on click or Enter, Escape clears) and a side-by-side head comparison. Classic
+   script, no network, no modules; reads the inline JSON in #generation-data. Text from the
+   vocabulary is only ever set with textContent, never parsed as HTML. The graph's edges carry
+   data-q/data-k/data-w (query, key, weight) and the svg data-step/-focus/-shown/-hidden, for tests. */
 (function () {
   "use strict";
   var dataEl = document.getElementById("generation-data");
@@ -15,7 +17,9 @@
   var seq = D.prompt.concat(D.steps.map(function (s) { return s.id; }));  // ids by sequence position
 
   var state = { step: N - 1, layer: "mean", head: "mean", threshold: 0.02, split: false, all: false,
-                focus: null, headsLayer: L - 1, timer: null };
+                focus: null, cursor: null, headsLayer: L - 1, timer: null };
+  /* focus: the sequence position whose connections the graph keeps (null: all of the shown steps');
+     cursor: the graph's node that takes the keyboard (one tab stop) */
 
   function $(id) { return document.getElementById(id); }
   function el(tag, cls, text) {
@@ -92,8 +96,16 @@
       setStep(state.step + 1);
     }, 250);
   });
+  var number = $("step-number");
+  number.addEventListener("input", function () {
+    if (number.value !== "" && isFinite(Number(number.value))) { setStep(Math.round(Number(number.value))); }
+  });
+  number.addEventListener("change", function () { number.value = String(state.step); });
   document.addEventListener("keydown", function (e) {
     var t = e.target, tag = t && t.tagName;
+    if (e.key === "Escape" && state.focus !== null && tag !== "SELECT" && tag !== "TEXTAREA") {
+      e.preventDefault(); state.focus = null; drawFlow(); return;
+    }
     if (t === slider || tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA") { return; }
     var to = { ArrowLeft: state.step - 1, ArrowRight: state.step + 1, Home: 0, End: N - 1 }[e.key];
     if (to !== undefined) { e.preventDefault(); setStep(to); }
@@ -104,6 +116,7 @@
     s = Math.max(0, Math.min(N - 1, s));
     state.step = s;
     slider.value = String(s);
+    if (document.activeElement !== number) { number.value = String(s); }
     $("step-label").textContent = stepLabel(s);
     gtoks.forEach(function (b, i) {
       b.classList.toggle("future", i > s);
@@ -213,6 +226,7 @@
   /* Layout: the prompt down the left edge, the generated tokens down a column at the right, leaving
      room right of it for the arcs between generated tokens; both fill the box's width (a phone too). */
   var ROW = 18, TOP = 24, LX = 4, W = 120, GAP = 260, ARC = 200;
+  var LABEL = 38;  /* a weight's plate: five digits of 11 px monospace */
   function yOf(pos) { return TOP + (pos < P ? pos : pos - P) * ROW + ROW / 2; }
   function layoutFlow() {
     var width = Math.max(320, Math.floor((flowSvg.parentNode && flowSvg.parentNode.clientWidth) || 900) - 2);
@@ -225,12 +239,44 @@
      possible (the prompt, at the top, stays in view as long as it can) */
   function followStep() {
     var wrap = flowSvg.parentNode, y = yOf(P + state.step);
-    if (!wrap || state.focus) { return; }
+    if (!wrap || state.focus !== null) { return; }
     if (y > wrap.scrollTop + wrap.clientHeight - ROW) { wrap.scrollTop = y - wrap.clientHeight + 2 * ROW; }
     else if (y < wrap.scrollTop + ROW) { wrap.scrollTop = Math.max(0, y - 2 * ROW); }
   }
+  /* Which steps' rows the graph draws: the slider's step, or with "show all" every step; with a
+     focused token, every step up to the slider (all steps with "show all"), filtered to the edges
+     that touch the focused token. */
+  function flowSteps() {
+    var last = state.all ? N - 1 : state.step, out = [];
+    for (var s = 0; s <= last; s++) {
+      if (state.focus !== null || state.all || s === state.step) { out.push(s); }
+    }
+    return out;
+  }
+  function nodeName(pos) {
+    return pos < P ? "prompt position " + pos : "step " + (pos - P);
+  }
+  /* focus: click a node (or Enter/Space on it) to keep only its connections, again (or Escape) to
+     clear; a generated token after the slider moves the slider to it (its row is drawn from there) */
+  function toggleFocus(pos) {
+    state.focus = state.focus === pos ? null : pos;
+    state.cursor = pos;
+    if (state.focus !== null && pos >= P && pos - P > state.step && !state.all) { setStep(pos - P, true); }
+    else { drawFlow(); }
+  }
+  /* keyboard: the graph is one tab stop (roving tabindex); ↑ ↓ move along the sequence, Enter or
+     Space filters, Escape clears, ← → step as elsewhere on the page */
+  var nodeEls = [];
+  function moveCursor(pos) {
+    pos = Math.max(0, Math.min(P + N - 1, pos));
+    if (nodeEls[state.cursor]) { nodeEls[state.cursor].setAttribute("tabindex", "-1"); }
+    state.cursor = pos;
+    nodeEls[pos].setAttribute("tabindex", "0");
+    nodeEls[pos].focus();
+  }
   function drawFlow(follow) {
     $("flow-threshold-value").textContent = state.threshold.toFixed(3);
+    var hadKeys = document.activeElement && document.activeElement.parentNode === flowSvg;
     var width = layoutFlow(), RX = LX + W + GAP, height = TOP + Math.max(P, N) * ROW + 10;
     flowSvg.textContent = "";
     flowSvg.setAttribute("width", width);
@@ -240,19 +286,14 @@
     var headG = svg("text", { x: RX, y: 14, "class": "colhead" }); headG.textContent = "generated";
     flowSvg.appendChild(headP); flowSvg.appendChild(headG);
     var edges = flowSvg.appendChild(svg("g", { "class": "edges" }));
-    var focus = state.focus, steps = [], s, shown = 0;
-    for (s = 0; s < N; s++) {
-      if (focus) {
-        if (focus.kind === "g" && s >= focus.pos - P) { steps.push(s); }
-        else if (focus.kind === "p") { steps.push(s); }
-      } else if (state.all ? true : s === state.step) { steps.push(s); }
-    }
-    var linked = {};
-    steps.forEach(function (s) {
+    var focus = state.focus, shown = 0, hidden = 0, linked = {}, weightAt = {};
+    var labelled = focus !== null || !state.all;  /* one weight per node: its edge's */
+    flowSteps().forEach(function (s) {
       weights(s).forEach(function (e) {
-        if (e.w < state.threshold || e.w <= 0) { return; }
-        if (focus && !(P + s === focus.pos || e.pos === focus.pos)) { return; }
-        var y2 = yOf(P + s), path, cls;
+        var q = P + s;
+        if (focus !== null && q !== focus && e.pos !== focus) { return; }
+        if (e.w < state.threshold || e.w <= 0) { hidden++; return; }
+        var y2 = yOf(q), path, cls;
         if (e.pos < P) {
           var x1 = LX + W, y1 = yOf(e.pos), x2 = RX;
           path = "M" + x1 + "," + y1 + " C" + (x1 + GAP / 2) + "," + y1 + " " + (x2 - GAP / 2) + "," + y2 + " " + x2 + "," + y2;
@@ -263,44 +304,68 @@
           cls = "edge gen-edge";
         }
         var p = svg("path", { d: path, "class": cls, "stroke-width": (0.5 + 4 * e.w).toFixed(2),
-                              "stroke-opacity": Math.min(1, 0.15 + e.w).toFixed(3) });
+                              "stroke-opacity": Math.min(1, 0.15 + e.w).toFixed(3),
+                              "data-q": q, "data-k": e.pos, "data-w": String(e.w) });
         var title = svg("title", {});
-        title.textContent = tokenText(seq[P + s]) + " (step " + s + ") ← " + tokenText(seq[e.pos]) + " (position " + e.pos + "): " + e.w.toFixed(4);
+        title.textContent = tokenText(seq[q]) + " (step " + s + ") ← " + tokenText(seq[e.pos]) + " (position " + e.pos + "): " + e.w.toFixed(4);
         p.appendChild(title);
         edges.appendChild(p);
-        linked[e.pos] = true; linked[P + s] = true;
+        linked[e.pos] = true; linked[q] = true;
+        if (labelled) { weightAt[q === focus || focus === null ? e.pos : q] = e.w; }
         shown++;
       });
     });
+    if (state.cursor === null || state.cursor >= P + N) { state.cursor = focus !== null ? focus : P + state.step; }
+    nodeEls = [];
     function node(pos, x) {
       var isGen = pos >= P, s = pos - P;
-      var g = svg("g", { "class": "node" + (isGen ? " gen" : " prompt") + (isGen && s > state.step && !state.all && !focus ? " future" : "") +
-                         (focus && focus.pos === pos ? " focus" : "") + (focus && linked[pos] ? " linked" : "") });
+      var g = svg("g", { "class": "node" + (isGen ? " gen" : " prompt") + (isGen && s > state.step && !state.all ? " future" : "") +
+                         (isGen && s === state.step && !state.all ? " current" : "") +
+                         (focus === pos ? " focus" : "") + (focus !== null && linked[pos] ? " linked" : ""),
+                         "data-pos": pos, role: "button", tabindex: pos === state.cursor ? "0" : "-1",
+                         "aria-pressed": focus === pos ? "true" : "false" });
       var fill = "#f4f5f7", ink = "#111";
       if (isGen) { var c = probColour(D.steps[s].p); fill = c[0]; ink = c[1]; }
       g.appendChild(svg("rect", { x: x, y: yOf(pos) - ROW / 2 + 1, width: W, height: ROW - 2, rx: 3, fill: fill }));
       var t = svg("text", { x: x + 4, y: yOf(pos) + 4, fill: ink });
       t.textContent = (isGen ? s : pos) + " " + short(tokenText(seq[pos]), Math.max(3, Math.floor((W - 8) / 7.3) - String(isGen ? s : pos).length - 1));
       g.appendChild(t);
+      var name = (isGen ? "generated, step " + s + ", p = " + fmt(D.steps[s].p) : "prompt position " + pos) + ": " + tokenText(seq[pos]);
       var title = svg("title", {});
-      title.textContent = (isGen ? "generated, step " + s + ", p = " + fmt(D.steps[s].p) : "prompt position " + pos) + ": " + tokenText(seq[pos]);
+      title.textContent = name;
       g.appendChild(title);
-      g.addEventListener("click", function () {
-        state.focus = (focus && focus.pos === pos) ? null : { kind: isGen ? "g" : "p", pos: pos };
-        if (isGen) { setStep(s, true); } else { drawFlow(); }
+      g.setAttribute("aria-label", name + (weightAt[pos] !== undefined ? "; attention " + weightAt[pos].toFixed(3) : ""));
+      if (weightAt[pos] !== undefined) {  /* the weight beside the box: right of a prompt token, left of a generated one */
+        var lx = isGen ? x - 3 - LABEL : x + W + 3;  /* on a white plate: edges end behind it */
+        g.appendChild(svg("rect", { x: lx, y: yOf(pos) - ROW / 2 + 2, width: LABEL, height: ROW - 4, "class": "weight-bg" }));
+        var label = svg("text", { x: lx + LABEL / 2, y: yOf(pos) + 4, "class": "weight", "text-anchor": "middle" });
+        label.textContent = weightAt[pos].toFixed(3);
+        g.appendChild(label);
+      }
+      g.addEventListener("click", function () { toggleFocus(pos); });
+      g.addEventListener("keydown", function (e) {
+        if (e.key === "Enter" || e.key === " ") { e.preventDefault(); toggleFocus(pos); }
+        else if (e.key === "ArrowUp" || e.key === "ArrowDown") { e.preventDefault(); moveCursor(pos + (e.key === "ArrowUp" ? -1 : 1)); }
       });
+      nodeEls[pos] = g;
       flowSvg.appendChild(g);
     }
     var pos;
     for (pos = 0; pos < P; pos++) { node(pos, LX); }
     for (pos = P; pos < P + N; pos++) { node(pos, RX); }
+    if (hadKeys) { nodeEls[state.cursor].focus({ preventScroll: true }); }
     if (follow) { followStep(); }
+    flowSvg.setAttribute("data-step", String(state.step));
+    flowSvg.setAttribute("data-focus", focus === null ? "" : String(focus));
+    flowSvg.setAttribute("data-shown", String(shown));
+    flowSvg.setAttribute("data-hidden", String(hidden));
     var what = (state.layer === "mean" ? "mean over layers" : "layer " + state.layer) + ", " +
                (state.head === "mean" ? "mean over heads" : "head " + state.head);
-    $("flow-status").textContent = shown + " edges ≥ " + state.threshold.toFixed(3) + " (" + what +
+    $("flow-status").textContent = shown + " edges ≥ " + state.threshold.toFixed(3) + ", " + hidden + " below it hidden (" + what +
       (state.split ? ", prompt and generated parts normalised separately" : "") + "); " +
-      (focus ? "showing only the connections of " + (focus.pos < P ? "prompt position " + focus.pos : "step " + (focus.pos - P)) + " (click it again or reset)"
-             : (state.all ? "all steps" : "step " + state.step + " (move the slider, or tick show all)"));
+      (focus !== null ? "showing only the connections of " + nodeName(focus) + " " + JSON.stringify(tokenText(seq[focus])) +
+                        (state.all ? ", all steps" : ", steps 0–" + state.step) + " (click it again or press Escape)"
+                      : (state.all ? "all steps" : "step " + state.step + " (move the slider, or tick show all)"));
   }
 
   /* ---- compare heads ---- */
