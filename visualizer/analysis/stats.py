@@ -17,7 +17,9 @@ def tensor_stats(t: torch.Tensor) -> dict:
     Sums accumulate in float64 without copying the tensor to float64 (attention scores of a long
     probe are hundreds of MB)."""
     t = t.float()
-    finite = t if bool(torch.isfinite(t).all()) else t[torch.isfinite(t)]
+    low, high = torch.aminmax(t) if t.numel() else (torch.zeros(()), torch.zeros(()))  # NaN if any is NaN
+    every = math.isfinite(low.item()) and math.isfinite(high.item())  # one pass, no bool tensor
+    finite = t if every else t[torch.isfinite(t)]
     n = finite.numel()
     stats = {"shape": list(t.shape), "numel": t.numel(), "finite": n}
     if n:
@@ -26,8 +28,8 @@ def tensor_stats(t: torch.Tensor) -> dict:
         stats.update(
             mean=mean,
             std=math.sqrt(max(mean_square - mean * mean, 0.0)),
-            min=finite.min().item(),
-            max=finite.max().item(),
+            min=low.item() if every else finite.min().item(),
+            max=high.item() if every else finite.max().item(),
             rms=math.sqrt(mean_square),
         )
     return stats
