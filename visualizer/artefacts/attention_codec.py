@@ -90,7 +90,10 @@ def topk_rows(p: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     above = p > kth  # [T, T]: surely kept
     ties = p == kth
     room = k - above.sum(-1, keepdims=True)  # how many of the ties each row still takes
-    chosen = above | (ties & (np.cumsum(ties, axis=-1) <= room))  # exactly k per row, earliest ties
+    chosen = above | ties
+    crowded = np.nonzero(ties.sum(-1) > room[:, 0])[0]  # rows with more ties than room (early causal rows)
+    if len(crowded):  # only those keep their earliest ties: exactly k per row
+        chosen[crowded] = above[crowded] | (ties[crowded] & (np.cumsum(ties[crowded], axis=-1) <= room[crowded]))
     keys = np.nonzero(chosen)[1].reshape(T, k)  # row-major: sorted by key within each row
     return keys, np.take_along_axis(p, keys, axis=-1)
 
@@ -109,7 +112,8 @@ def encode_topk(pattern: np.ndarray, k: int) -> dict:
     keep = np.arange(k)[None, :] < counts[:, None]  # [T, k]
     heads = []
     for h in range(n_head):
-        keys, values = topk_rows(pattern[h].astype(np.float64), k)
+        keys, values = topk_rows(pattern[h], k)  # ties and order as in float64: the cast is exact
+        values = values.astype(np.float64)
         rest = np.clip(1.0 - values.sum(-1), 0.0, 1.0)  # [T]
         heads.append(
             {
