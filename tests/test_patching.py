@@ -138,6 +138,47 @@ def test_every_sweep_ablation_and_knockout_match_transformer_lens(gpt2):
             assert row["weight"] == pytest.approx(float(cache[f"blocks.{row['layer']}.attn.hook_pattern"][0, row["head"], row["query"], row["key"]]), abs=1e-6)
 
 
+def test_mean_ablation_over_a_dataset_and_ablation_alone_match_transformer_lens(gpt2):
+    """--ablation-data: each head's z and each MLP's output replaced by its mean over every position of
+    the data probes (TransformerLens: the means from run_with_cache of each probe, written by hooks);
+    and the same ablation with no corrupt probe at all."""
+    loaded, bridge = gpt2
+    data = ["the cat sat on the mat", "a dog", "and the fox ran far away from the dog"]
+    record, clean_ids, _ = patch_record(loaded, "the fox and the dog", "the dog and the fox", data=data)
+    alone = compute_patching(loaded, prepare_probe(loaded, "the fox and the dog"), None,
+                             PatchOptions(answer=f"#{record['metric']['answer']['id']}"),
+                             [prepare_probe(loaded, t) for t in data])
+    assert alone["sweeps"] == {} and alone["corrupt"] is None and alone["verification_passed"]
+    assert alone["ablation"]["rows"] == record["ablation"]["rows"]  # the ablation does not depend on the corrupt probe
+    assert record["ablation"]["data_probes"] == 3
+    answer, n_layer = record["metric"]["answer"]["id"], loaded.dims.n_layer
+    clean = torch.tensor([clean_ids])
+    with torch.no_grad():
+        caches = [bridge.run_with_cache(torch.tensor([prepare_probe(loaded, t).ids]))[1] for t in data]
+        means = {name: torch.cat([c[name][0] for c in caches]).mean(0)  # over every position of every probe
+                 for layer in range(n_layer) for name in (f"blocks.{layer}.attn.hook_z", f"blocks.{layer}.hook_mlp_out")}
+        checked = 0
+        for row in record["ablation"]["rows"]:
+            if row["kind"] != "mean":
+                continue
+            layer, head = row["layer"], row["head"]
+            name = f"blocks.{layer}.hook_mlp_out" if head is None else f"blocks.{layer}.attn.hook_z"
+
+            def hook(x, hook, name=name, head=head):
+                x = x.clone()
+                if head is None:
+                    x[:] = means[name]
+                else:
+                    x[:, :, head] = means[name][head]
+                return x
+            logits = bridge.run_with_hooks(clean, fwd_hooks=[(name, hook)])
+            loss = bridge.run_with_hooks(clean, fwd_hooks=[(name, hook)], return_type="loss")
+            assert abs(float(logits[0, -1, answer]) - row["target_logit"]) < TOL, row
+            assert abs(float(loss) - row["loss"]) < TOL, row
+            checked += 1
+    assert checked == n_layer * (loaded.dims.n_head + 1)
+
+
 # --- a plain re-run with the activation replaced ------------------------------------------------------
 
 
@@ -290,6 +331,21 @@ def test_mean_ablation_over_a_dataset(tmp_path):
             assert a["target_logit"] == c["target_logit"]
     assert any(abs(a["target_logit"] - c["target_logit"]) > 1e-4
                for a, c in zip(alone["ablation"]["rows"], other["ablation"]["rows"]) if a["kind"] == "mean")
+    # and each dataset mean equals a plain re-run with the mean over the data's positions written in
+    clean_ids = prepare_probe(loaded, clean_text).ids
+    caches = [capture(loaded, prepare_probe(loaded, t).ids) for t in ("abc", "gfe dcba")]
+    T, nh, dh = len(clean_ids), loaded.dims.n_head, loaded.dims.d_head
+    answer = other["metric"]["answer"]["id"]
+    for row in (r for r in other["ablation"]["rows"] if r["kind"] == "mean"):
+        name = f"blocks.{row['layer']}.hook_mlp_out" if row["head"] is None else f"blocks.{row['layer']}.attn.hook_z"
+        mean = torch.cat([c[name] for c in caches]).mean(0)  # [d_model] or [nh, d_head]
+
+        def edit(t, mean=mean, head=row["head"]):
+            if head is None:
+                t[:] = mean
+            else:
+                t.view(T, nh, dh)[:, head] = mean[head]
+        assert abs(float(plain_rerun(loaded, clean_ids, name, edit)[answer]) - row["target_logit"]) < TOL, row
 
 
 # --- a known circuit ---------------------------------------------------------------------------------

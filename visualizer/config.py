@@ -11,7 +11,7 @@ What this module does not do: parse arguments (cli/), load a model or touch torc
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -99,9 +99,13 @@ class PatchConfig:
     """The patch command's settings."""
 
     model: ModelSource
-    clean: str
-    corrupt: str
+    clean: str | None  # the clean probe's text, or None with clean_trace
+    corrupt: str | None  # None with corrupt_trace, or with neither: the ablation alone
     options: PatchOptions
+    clean_trace: str | None = None  # a stored trace (id, prefix or folder) holding the clean probe
+    corrupt_trace: str | None = None
+    store: Path = Path(DEFAULT_ROOT)  # where the trace ids are
+    model_from_traces: bool = False  # the model is the traces' (no --checkpoint flag given with a trace)
     knockouts: list[str] = field(default_factory=list)  # 'L.H:Q:K', checked against the probe once it is encoded
     ablation_data: list[str] = field(default_factory=list)  # probes whose positions the mean ablation averages
     out: Path | None = None  # None: visualizations/<model>/patch-<clean-slug>/
@@ -302,20 +306,33 @@ def patch_config(args) -> PatchConfig:
     """The patch command's flags over env/.env over defaults."""
     from visualizer.analysis.interventions.record import PatchOptions  # imports torch
 
+    if args.clean is None and args.clean_trace is None:
+        raise VisualizerError("the following arguments are required: --clean (or --clean-trace ID)")
     env = env_of(args)
-    nonempty([args.clean], "--clean probe")
-    nonempty([args.corrupt], "--corrupt probe")
-    check_probe_size(args.clean, "--clean")
-    check_probe_size(args.corrupt, "--corrupt")
+    for text, flag in ((args.clean, "--clean"), (args.corrupt, "--corrupt")):
+        if text is not None:
+            nonempty([text], f"{flag} probe")
+            check_probe_size(text, flag)
+    if args.wrong is not None and args.corrupt is None and args.corrupt_trace is None:
+        raise VisualizerError(f"--wrong {args.wrong}: the wrong token is scored against a corrupt run; give --corrupt "
+                              "or --corrupt-trace (without one, only the ablation runs, scored on the answer's logit)")
+    traces = args.clean_trace is not None or args.corrupt_trace is not None
+    model = model_source(args, env)
+    if traces and not args.checkpoint:  # the traces name their model; MODEL and its meta from .env do not apply
+        model = replace(model, checkpoint=None, meta=Path(args.meta) if args.meta else None)
     in_range("--batch-size", args.batch_size, 1, MAX_BATCH_SIZE)
     in_range("--budget", args.budget, 0, MAX_BUDGET)
     options = PatchOptions(answer=args.answer, wrong=args.wrong, batch_rows=args.batch_size,
                            **({} if args.budget is None else {"budget": args.budget}))
     return PatchConfig(
-        model=model_source(args, env),
+        model=model,
         clean=args.clean,
         corrupt=args.corrupt,
         options=options,
+        clean_trace=args.clean_trace,
+        corrupt_trace=args.corrupt_trace,
+        store=store_root(args, env),
+        model_from_traces=traces and not args.checkpoint,
         knockouts=list(args.knockout or []),
         ablation_data=read_ablation_data(Path(args.ablation_data)) if args.ablation_data else [],
         out=out_folder(args, env),

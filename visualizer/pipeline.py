@@ -4,7 +4,8 @@
   atomically -> keep it in the trace store;
 - render: a stored trace's folder -> its figures and page again, with no model;
 - generate: load -> decode step by step -> the generation folder (with the prompt's report);
-- patch: load -> capture both probes -> patching sweeps and ablation -> the "what if" folder.
+- patch: load -> capture both probes (texts, or stored traces) -> patching sweeps and ablation -> the
+  "what if" folder with both runs' reports; render redraws it from its files.
 
 Compute returns a `RunResult`; `write_run` alone turns one into a report folder.
 
@@ -20,7 +21,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import visualizer.analysis.attribution as attribution
@@ -237,23 +238,52 @@ def run_report(config: Config) -> int:
 
 
 def render_trace(root: Path, ref: str, out: Path) -> Path:
-    """`render ID`: a stored trace's report, rebuilt from its files into `out`."""
-    from visualizer.artefacts.trace import dumps
-
+    """`render ID`: a stored trace's report, rebuilt from its files into `out` (a patch folder's
+    page and reports when `ref` is a folder holding patching.json)."""
+    if (Path(ref) / layout.PATCHING).is_file() and not (Path(ref) / layout.TRACE).is_file():
+        return render_patch(Path(ref), Path(out), [root])
     stored = store.open_trace(root, ref)
     if Path(out).resolve() == stored.folder.resolve():
         raise VisualizerError(f"--out {out}: that is the trace itself; choose another folder")
     check_renderable(stored)
     with atomic_folder(Path(out), "report", [root]) as tmp:
-        for name in layout.DATA_FILES:
-            if (stored.folder / name).is_file():
-                shutil.copyfile(stored.folder / name, tmp / name)
-        files = read_run_files(tmp, f"trace {stored.name}")
-        if files.analysis is None:  # a trace stored without one: analysed again from its files
-            analysed = analysis.analyze(files.tensors, files.trace, files.report_data)
-            (tmp / layout.ANALYSIS).write_text(dumps(analysed, compact=True), encoding="utf-8")
-        render_pages(tmp, files, site.site_index_href(Path(out)))
+        rebuild_report(stored.folder, tmp, f"trace {stored.name}", site.site_index_href(Path(out)))
     return Path(out) / "index.html"
+
+
+def rebuild_report(source: Path, tmp: Path, label: str, index_href: str | None) -> None:
+    """A report's data files copied from `source` into `tmp`, then its figures and page drawn from
+    them alone (an analysis missing from a stored trace is computed again from its files)."""
+    from visualizer.artefacts.trace import dumps
+
+    for name in layout.DATA_FILES:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, tmp / name)
+    files = read_run_files(tmp, label)
+    if files.analysis is None:  # a trace stored without one: analysed again from its files
+        analysed = analysis.analyze(files.tensors, files.trace, files.report_data)
+        (tmp / layout.ANALYSIS).write_text(dumps(analysed, compact=True), encoding="utf-8")
+    render_pages(tmp, files, index_href)
+
+
+def render_patch(folder: Path, out: Path, protected: list[Path] = ()) -> Path:
+    """`render DIR` of a patch folder: its page and its runs' reports again, from patching.json and
+    the reports' data files alone (no model, no forward pass): the same bytes as the folder the
+    patch command wrote."""
+    from visualizer.site.patching import read_patching, render_patching
+
+    folder, out = Path(folder), Path(out)
+    if out.resolve() == folder.resolve():
+        raise VisualizerError(f"--out {out}: that is the patch folder itself; choose another folder")
+    record = read_patching(folder / layout.PATCHING)
+    with atomic_folder(out, "patch", protected) as tmp:
+        for run in layout.PATCH_RUNS:
+            if (folder / run / layout.TRACE).is_file():
+                with atomic_folder(tmp / run, "report") as sub:
+                    rebuild_report(folder / run, sub, str(folder / run), site.site_index_href(out / run))
+        shutil.copyfile(folder / layout.PATCHING, tmp / layout.PATCHING)
+        render_patching(tmp, record)
+    return out / "index.html"
 
 
 def check_renderable(stored: store.StoredTrace) -> None:
@@ -347,45 +377,90 @@ def progress_bar(quiet: bool, total: int, unit: str):
     return tqdm(total=total, unit=unit, file=sys.stderr, leave=False)
 
 
+def patch_probes(config: PatchConfig) -> tuple[LoadedModel, dict[str, Probe], dict[str, str]]:
+    """The model and the probes of a patch run ('clean', and 'corrupt' unless ablation only): texts
+    encoded by the model; stored traces read as they were run (their token ids), from one model, which
+    is loaded from their manifest unless --checkpoint is given and must have their weights' sha256.
+    Also run -> the id of the trace it came from."""
+    from visualizer.store.probes import check_fits, check_loaded_model, check_one_model, read_stored_probe
+
+    refs = {"clean": config.clean_trace, "corrupt": config.corrupt_trace}
+    stored = {run: read_stored_probe(config.store, ref, f"--{run}-trace") for run, ref in refs.items() if ref is not None}
+    check_one_model(list(stored.values()))  # before a model is loaded
+    source = config.model
+    if config.model_from_traces:
+        first = next(iter(stored.values()))
+        source = replace(source, checkpoint=Path(first.checkpoint), family=source.family or first.family,
+                         step=first.step if source.step is None else source.step)
+        say(config.quiet, f"model of trace {first.trace}: {first.checkpoint} (family {source.family}, as stored)")
+    loaded = open_model(source, config.quiet)
+    probes = {}
+    for run, text in (("clean", config.clean), ("corrupt", config.corrupt)):
+        if run in stored:
+            found = stored[run]
+            check_loaded_model(found, loaded.card.get("checkpoint_sha256"), checkpoint_paths(source)[0])
+            check_fits(found, loaded.dims.vocab_size, loaded.dims.n_ctx)
+            probes[run] = Probe(text=found.text, ids=list(found.ids), chat=found.chat)
+        elif text is not None:
+            probes[run] = prepare_probe(loaded, text)
+    return loaded, probes, {run: found.trace for run, found in stored.items()}
+
+
 def run_patch(config: PatchConfig) -> int:
-    """The patch command: both probes captured, every sweep and the ablation run, the folder written."""
+    """The patch command: both probes captured (and reported), every sweep and the ablation run, the
+    folder written: the "what if" page, patching.json and each run's report in its subfolder."""
     from visualizer.analysis.interventions.ablation import parse_knockout
     from visualizer.analysis.interventions.record import compute_patching, planned_runs
     from visualizer.artefacts.trace import dumps
     from visualizer.site.patching import render_patching
 
-    loaded = open_model(config.model, config.quiet)
-    clean, corrupt = prepare_probe(loaded, config.clean), prepare_probe(loaded, config.corrupt)
-    if len(clean.ids) != len(corrupt.ids):
-        raise VisualizerError(f"--clean has {len(clean.ids)} tokens and --corrupt has {len(corrupt.ids)}: patching "
-                              "writes one run's activations into the other, position by position, so both must have "
-                              "the same number of tokens")
+    loaded, probes, traces = patch_probes(config)
+    clean, corrupt = probes["clean"], probes.get("corrupt")
+
+    def named(run: str) -> str:
+        return f"--{run}-trace {traces[run]}" if run in traces else f"--{run}"
+
+    if corrupt is not None and len(clean.ids) != len(corrupt.ids):
+        raise VisualizerError(f"{named('clean')} has {len(clean.ids)} tokens and {named('corrupt')} has {len(corrupt.ids)}: "
+                              "patching writes one run's activations into the other, position by position, so both must "
+                              "have the same number of tokens")
     T = len(clean.ids)
     knockouts = [parse_knockout(text, loaded, T) for text in config.knockouts]
     data = [prepare_probe(loaded, text) for text in config.ablation_data]
-    out = config.out or VISUALIZATIONS / loaded.name / f"patch-{probe_slug(config.clean)}"
+    out = config.out or VISUALIZATIONS / loaded.name / f"patch-{probe_slug(clean.text)}"
     check_target(out, "patch", config.protected)  # refuse a foreign folder before the sweeps run
-    for probe, flag in ((clean, "--clean"), (corrupt, "--corrupt")):
+    for run, probe in probes.items():
         for message in probe.warnings:
-            warn(f"{flag}: {message}")
-    total = planned_runs(loaded, T, config.options, len(knockouts))
-    say(config.quiet, f"patching {T} positions: about {total:,} patched runs")
+            warn(f"{named(run)}: {message}")
+    # each run captured (verified) and analysed once: its report, and the patching's activations
+    runs = {run: compute_run(loaded, probe) for run, probe in probes.items()}
+    total = planned_runs(loaded, T, config.options, len(knockouts), sweeps=corrupt is not None)
+    say(config.quiet, f"{'patching' if corrupt is not None else 'ablation only (no corrupt probe), on'} {T} positions: "
+        f"about {total:,} patched runs")
     progress = progress_bar(config.quiet, total, "run")
     try:
         record = compute_patching(loaded, clean, corrupt, config.options, data, knockouts,
-                                  on_rows=progress.update if progress else None)
+                                  on_rows=progress.update if progress else None,
+                                  caches={run: result.cache for run, result in runs.items()}, traces=traces)
     finally:
         if progress is not None:
             progress.close()
     text = dumps(record)
     with atomic_folder(out, "patch", config.protected) as tmp:
+        for run, result in runs.items():
+            write_run(tmp / run, result)
         (tmp / layout.PATCHING).write_text(text, encoding="utf-8")
         render_patching(tmp, json.loads(text))  # the page from the file's contents, as a re-render reads them
     failed = not report_verdict(record["verification"])
     metric = record["metric"]
-    say(config.quiet, f"answer {metric['answer']['readable']!r} vs wrong {metric['wrong']['readable']!r}: logit difference "
-        f"clean {metric['clean_logit_diff']:.4g}, corrupt {metric['corrupt_logit_diff']:.4g}; {record['runs']:,} patched "
-        f"runs in {record['forwards']:,} forwards; verification {'FAILED' if failed else 'passed'}")
+    done = (f"{record['runs']:,} patched runs in {record['forwards']:,} forwards; "
+            f"verification {'FAILED' if failed else 'passed'}")
+    answer = metric["answer"]["readable"]
+    if corrupt is None:
+        say(config.quiet, f"answer {answer!r}: logit {record['ablation']['baseline']['target_logit']:.4g}; {done}")
+    else:
+        say(config.quiet, f"answer {answer!r} vs wrong {metric['wrong']['readable']!r}: logit difference clean "
+            f"{metric['clean_logit_diff']:.4g}, corrupt {metric['corrupt_logit_diff']:.4g}; {done}")
     skipped = [name for name, sweep in record["sweeps"].items() if "skipped" in sweep]
     for name in skipped:
         say(config.quiet, f"{name} skipped: {record['sweeps'][name]['skipped']}")

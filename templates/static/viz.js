@@ -821,6 +821,12 @@
 
   /* a link to a closed section (table of contents, figure anchors) opens it and its parents */
   function openTarget(id) {
+    /* #layer-L-head-H (the "what if" page's links): that layer open with head H selected */
+    var head = /^layer-(\d+)-head-(\d+)$/.exec(id || "");
+    if (head && document.getElementById("layer-" + head[1]) && +head[2] < page.n_head) {
+      openLayerHead(+head[1], +head[2]);
+      return;
+    }
     var target = id && document.getElementById(id);
     for (var e = target; e; e = e.parentElement) if (e.tagName === "DETAILS") e.open = true;
   }

@@ -20,6 +20,7 @@ GENERATION = "generation.json"  # a generation's record
 COMPARE = "compare.json"  # a comparison's record
 SWEEP = "sweep.json"  # a sweep's folded statistics
 PATCHING = "patching.json"  # an activation patching run's record
+PATCH_RUNS = ("clean", "corrupt")  # a patch folder's subfolders: each run's report (corrupt absent: ablation only)
 REPORT_MARKER = TRACE  # the record that names a report folder (the site index lists folders holding it)
 
 # Written last into every folder the tool writes: the tool, the kind of folder, every file in it.
@@ -35,6 +36,6 @@ KIND_FILES = {
     "generation": (*_PAGE, GENERATION, "output.txt", "snapshots/*.png", "prompt/*"),
     "compare": (*_PAGE, COMPARE, "data/*.js"),
     "sweep": (*_PAGE, SWEEP, "data/*.js", "reports/*", "compare/*"),  # reports/, compare/: rendered later on demand
-    "patch": (*_PAGE, PATCHING),
+    "patch": (*_PAGE, PATCHING, *(f"{run}/*" for run in PATCH_RUNS)),
 }
 KIND_MARKERS = {"report": TRACE, "generation": GENERATION, "compare": COMPARE, "sweep": SWEEP, "patch": PATCHING}

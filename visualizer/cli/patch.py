@@ -1,7 +1,9 @@
-"""`python -m visualizer patch --clean TEXT --corrupt TEXT ...`: activation patching and ablation.
+"""`python -m visualizer patch --clean TEXT --corrupt TEXT ...` (or `--clean-trace ID --corrupt-trace
+ID`, two stored traces of one model): activation patching and ablation.
 
 Writes into exactly DIR (built in a temporary folder beside it, renamed into place): index.html
-(the "what if" page) and patching.json (every sweep, the ablation table, the verification). Model
+(the "what if" page), patching.json (every sweep, the ablation table, the verification) and the
+reports of both runs in clean/ and corrupt/ (the page's maps link to their layer and head views). Model
 options are the report's (config.py merges flags > environment > .env > defaults); the error
 contract is the plain command's (one `error:` line, exit 2; a failed verification exits 3).
 
@@ -20,15 +22,24 @@ DESCRIPTION = (
     "corrupt run, one at a time (residual stream, attention and MLP outputs per layer and position, each head's "
     "output and pattern), and measure how much of the clean run's logit difference answer - wrong at the last "
     "position comes back (1 = the clean run's, 0 = the corrupt run's). Also zero and mean ablation of every "
-    "head and MLP, and knock-outs of single attention edges, on the clean probe."
+    "head and MLP, and knock-outs of single attention edges, on the clean probe. The probes may come from two stored "
+    "traces of one model (--clean-trace, --corrupt-trace); with no corrupt probe only the ablation runs."
 )
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    add_model_options(p)
-    p.add_argument("--clean", required=True, metavar="TEXT", help="the probe whose behaviour is restored")
-    p.add_argument("--corrupt", required=True, metavar="TEXT",
-                   help="the same probe with the detail that changes the answer (same number of tokens)")
+    add_model_options(p, "default: the stored traces' model with --clean-trace/--corrupt-trace, else the embedded demo")
+    clean = p.add_mutually_exclusive_group()  # one of them is required (config.patch_config says so)
+    clean.add_argument("--clean", metavar="TEXT", help="the probe whose behaviour is restored")
+    clean.add_argument("--clean-trace", metavar="ID",
+                       help="the clean probe from a stored trace (id, unique prefix or trace folder): its tokens as run, "
+                            "and its model unless --checkpoint is given")
+    corrupt = p.add_mutually_exclusive_group()
+    corrupt.add_argument("--corrupt", metavar="TEXT",
+                         help="the same probe with the detail that changes the answer (same number of tokens); "
+                              "without a corrupt probe, only the ablation runs, on the clean probe")
+    corrupt.add_argument("--corrupt-trace", metavar="ID", help="the corrupt probe from a stored trace of the same model")
+    p.add_argument("--store", metavar="DIR", help="trace store the --*-trace ids are in (.env: TRACE_STORE; default traces/)")
     p.add_argument("--answer", metavar="TOKEN",
                    help="the right token: its text (exactly one token) or #ID; default: the clean run's top next token")
     p.add_argument("--wrong", metavar="TOKEN",

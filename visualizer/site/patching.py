@@ -1,7 +1,9 @@
 """The "what if" page: `patching.json`'s record -> `index.html` (templates/patching.html).
 
 Rendering needs only the record, never the model: `render_patching(folder, record)` writes the page
-and its assets, and `render_patching_file(path)` re-renders a folder from its stored patching.json.
+and its assets, and `render_patching_file(path)` re-renders a folder from its stored patching.json
+(the `render` command re-renders a whole patch folder elsewhere: pipeline.render_patch). Rows and
+head cells link to the layer and head views of the runs' reports in clean/ and corrupt/.
 Heatmaps are HTML tables coloured with the palette's diverging scale (the same colours as the PNGs
 and assets/palette.js), centred on 0 (the corrupt run) and reaching its ends at ±limit, limit =
 max(1, the sweep's largest |value|), so 1 (the clean run) is the same red in every map that stays
@@ -47,9 +49,11 @@ def legend(limit: float) -> list[dict]:
 
 
 def position_labels(record: dict) -> list[dict]:
-    """One column label per position: the clean token, and the corrupt one where they differ."""
-    clean, corrupt = record["clean"]["tokens_readable"], record["corrupt"]["tokens_readable"]
-    ids_c, ids_k = record["clean"]["ids"], record["corrupt"]["ids"]
+    """One column label per position: the clean token, and the corrupt one where they differ (no
+    corrupt probe: the clean tokens alone)."""
+    other = record["corrupt"] or record["clean"]
+    clean, corrupt = record["clean"]["tokens_readable"], other["tokens_readable"]
+    ids_c, ids_k = record["clean"]["ids"], other["ids"]
     return [{"pos": i, "clean": a, "corrupt": b, "differs": x != y} for i, (a, b, x, y) in enumerate(zip(clean, corrupt, ids_c, ids_k))]
 
 
@@ -93,7 +97,7 @@ def badness(check: dict) -> float:
 def capture_rows(record: dict) -> list[dict]:
     """Per run, the worst identity of its capture (by error over tolerance) and how many were checked."""
     rows = []
-    for run in ("clean", "corrupt"):
+    for run in (r for r in layout.PATCH_RUNS if record[r] is not None):
         checks = record[run]["verification"]
         name = max(checks, key=lambda n: badness(checks[n]))
         rows.append({"run": run, "name": name, "check": checks[name], "count": len(checks),
@@ -118,17 +122,25 @@ def page_model(record: dict) -> dict:
 
 def render_patching(folder: Path, record: dict) -> None:
     """Write folder/index.html (the "what if" page) and its assets from the record alone (as read
-    back from patching.json: the pipeline renders what it wrote, so a re-render gives the same bytes)."""
-    site.render_page(Path(folder), "patching.html", page_model(record))
+    back from patching.json: the pipeline renders what it wrote, so a re-render gives the same bytes).
+    The maps link to the layer and head views of the runs' reports already in the folder (clean/,
+    corrupt/); a folder without them gets no links."""
+    hrefs = {f"{run}_href": f"{run}/index.html" if (Path(folder) / run / "index.html").is_file() else None
+             for run in layout.PATCH_RUNS}
+    site.render_page(Path(folder), "patching.html", {**page_model(record), **hrefs})
 
 
-def render_patching_file(folder: Path) -> None:
-    """Re-render a patch folder's page from its stored patching.json."""
-    path = Path(folder) / layout.PATCHING
+def read_patching(path: Path) -> dict:
+    """A stored patching.json's record, or one line saying why it is not one."""
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise VisualizerError(f"{path}: not a readable patching record ({type(e).__name__}: {e})") from None
     if not isinstance(record, dict) or record.get("kind") != "patch":
         raise VisualizerError(f"{path}: not a patching record (no \"kind\": \"patch\")")
-    render_patching(Path(folder), record)
+    return record
+
+
+def render_patching_file(folder: Path) -> None:
+    """Re-render a patch folder's page in place from its stored patching.json."""
+    render_patching(Path(folder), read_patching(Path(folder) / layout.PATCHING))

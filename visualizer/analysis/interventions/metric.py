@@ -61,15 +61,20 @@ def parse_token(loaded: LoadedModel, text: str, flag: str) -> int:
     return int(ids[0])
 
 
+def choose_answer(loaded: LoadedModel, clean_last: torch.Tensor, answer: str | None) -> tuple[int, str]:
+    """The answer token from the clean run's last-position logits [vocab] and --answer (None: the
+    clean run's top token), and how it was chosen, in words."""
+    if answer is None:
+        return int(clean_last.argmax()), "the clean run's top next token"
+    return parse_token(loaded, answer, "--answer"), f"--answer {answer}"
+
+
 def choose_metric(loaded: LoadedModel, clean_last: torch.Tensor, corrupt_last: torch.Tensor,
                   answer: str | None, wrong: str | None) -> tuple[Metric, dict]:
     """The metric from the runs' last-position logits [vocab] and the flags (None: the clean run's
     top token, the corrupt run's top token); and how each token was chosen, in words."""
-    chosen = {}
-    if answer is None:
-        answer_id, chosen["answer"] = int(clean_last.argmax()), "the clean run's top next token"
-    else:
-        answer_id, chosen["answer"] = parse_token(loaded, answer, "--answer"), f"--answer {answer}"
+    answer_id, how = choose_answer(loaded, clean_last, answer)
+    chosen = {"answer": how}
     if wrong is None:
         wrong_id, chosen["wrong"] = int(corrupt_last.argmax()), "the corrupt run's top next token"
     else:
