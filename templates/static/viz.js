@@ -11,7 +11,7 @@
  * tooltip (assets/heatmap.js), the logit lens after the layer (table + word map), the most active
  * MLP neurons, the residual-stream norms; the logit-lens grid (embed and layer x position, row
  * labels and column heads sticky); the nearest vocabulary neighbours; the next-token candidates at
- * every position.
+ * every position; the head-types table (sorted on a header's click, a row opens its head).
  *
  * Colours come from assets/palette.js (window.__vizPalette, written from the same tables as the
  * PNGs): attention weights and probabilities on the sequential scale, signed values (neuron
@@ -788,6 +788,56 @@
     wrap.scrollTop = wrap.scrollHeight;
     section.setAttribute("data-ready", "1");
   }
+
+  /* ---------- head types: sort by a column, a row opens its head ---------- */
+
+  function sortRows(table, col, direction) {
+    var tbody = table.tBodies[0], rows = Array.prototype.slice.call(tbody.rows), numeric = table.tHead.rows[0].cells[col].getAttribute("data-sort") === "num";
+    var sign = direction === "ascending" ? 1 : -1;
+    function key(row) {
+      var v = row.cells[col].getAttribute("data-v");
+      return numeric ? (v === "" ? NaN : parseFloat(v)) : v;
+    }
+    function order(row) { return +row.cells[0].getAttribute("data-v"); }
+    var keyed = rows.map(function (row) { return [key(row), order(row), row]; });
+    keyed.sort(function (a, b) {
+      var an = numeric && isNaN(a[0]), bn = numeric && isNaN(b[0]);
+      if (an || bn) return an === bn ? a[1] - b[1] : (an ? 1 : -1);  /* no score: always last */
+      if (a[0] < b[0]) return -sign;
+      if (a[0] > b[0]) return sign;
+      return a[1] - b[1];
+    });
+    var frag = document.createDocumentFragment();
+    keyed.forEach(function (k) { frag.appendChild(k[2]); });
+    tbody.appendChild(frag);
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, i) {
+      if (i === col) th.setAttribute("aria-sort", direction); else th.removeAttribute("aria-sort");
+    });
+  }
+
+  function initHeadTypes() {
+    Array.prototype.forEach.call(document.querySelectorAll("table.head-types"), function (table) {
+      Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, col) {
+        th.tabIndex = 0;
+        th.classList.add("sortable");
+        function sort() {
+          var now = th.getAttribute("aria-sort"), first = col > 1 ? "descending" : "ascending";  /* scores: largest first */
+          var t0 = performance.now();
+          sortRows(table, col, now ? (now === "ascending" ? "descending" : "ascending") : first);
+          timing["heads.sort"] = Math.round(performance.now() - t0);
+        }
+        th.addEventListener("click", sort);
+        th.addEventListener("keydown", function (ev) { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); sort(); } });
+      });
+      function open(ev) {
+        var row = ev.target.closest ? ev.target.closest("tr.head-row") : null;
+        if (row) openLayerHead(+row.getAttribute("data-layer"), +row.getAttribute("data-head"));
+      }
+      table.tBodies[0].addEventListener("click", open);
+      table.tBodies[0].addEventListener("keydown", function (ev) { if (ev.key === "Enter") open(ev); });
+    });
+  }
+  initHeadTypes();
 
   /* ---------- wiring: load a section's data when it opens ---------- */
 

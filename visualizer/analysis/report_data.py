@@ -5,7 +5,8 @@ Contents: next-token candidates at every position, the logit lens after every la
 `logit_lens_embed`, of the residual stream entering block 0), the
 dot-product breakdown of the top candidates at the last position (by dimension and by component,
 the final norm's scale frozen), nearest vocabulary neighbours of each probe token, the most active
-MLP neurons, residual-stream norms. Every number comes from the adapter's view of the real weights
+MLP neurons, residual-stream norms, the head types (analysis/head_types.py: it captures a repeated
+random-token sequence besides the probe). Every number comes from the adapter's view of the real weights
 and the captured tensors.
 
 What this module does not do: draw (plots.py) or lay out pages (render.py / site.py).
@@ -17,6 +18,7 @@ import math
 
 import torch
 
+from visualizer.analysis.head_types import detect as head_types
 from visualizer.analysis.distributions import entropy_bits, kl_bits, log_probs, token_record, token_table, top_k
 from visualizer.analysis.summary import top_neurons
 from visualizer.capture import Cache
@@ -147,4 +149,5 @@ def build_report_data(loaded: LoadedModel, cache: Cache, ids: list[int], top_k: 
         "neighbours": neighbours(loaded, ids),
         "neurons": neurons(loaded, tensors),
         "resid_norms": residual_norms(loaded, tensors),
+        "head_types": head_types(loaded, cache, ids),
     }

@@ -265,6 +265,42 @@ def cell(name: str, value: float | None, vmax: float) -> dict:
     return {"name": name, "value": value, "bg": bg, "fg": ink(bg)}
 
 
+# --- head types ------------------------------------------------------------------------------------
+
+# (kind, sequence, column label, what it is): the head-types table's score columns, left to right
+HEAD_TYPE_COLUMNS = [
+    ("previous", "probe", "previous", "previous-token score on the probe"),
+    ("first", "probe", "first/BOS", "first/BOS score on the probe"),
+    ("self", "probe", "self", "self score on the probe"),
+    ("offset", "probe", "offset", "best fixed-offset score (k = 2 and up) on the probe"),
+    ("duplicate", "probe", "duplicate (probe)", "duplicate-token score on the probe"),
+    ("duplicate", "repeated", "duplicate (repeated)", "duplicate-token score on the repeated random sequence"),
+    ("induction", "probe", "induction (probe)", "induction score on the probe"),
+    ("induction", "repeated", "induction (repeated)", "induction score on the repeated random sequence"),
+]
+
+
+def head_types_view(record: dict | None) -> dict | None:
+    """report_data.json's `head_types` laid out as the table's rows (None: a report written before it)."""
+    if not record:
+        return None
+    rows = []
+    for head in record["heads"]:
+        layer, h = head["layer"], head["head"]
+        typed = {(t["kind"], t["on"]) for t in head["types"]}
+        cells = []
+        for kind, on, _, _ in HEAD_TYPE_COLUMNS:
+            table = record.get(on)
+            value = table[kind]["score"][layer][h] if table else None
+            k = table[kind]["k"][layer][h] if table and kind == "offset" else None
+            cells.append({"value": value, "k": k, "judged": (kind, on) in typed})
+        rows.append({"layer": layer, "head": h, "order": layer * 10_000 + h, "types": [t["name"] for t in head["types"]],
+                     "cells": cells})
+    return {"rows": rows, "columns": [{"label": label, "title": title} for _, _, label, title in HEAD_TYPE_COLUMNS],
+            "sequence": record["repeated_sequence"], "min_score": record["min_score"], "lift": record["lift"],
+            "max_offset": record["max_offset"], "notes": record.get("notes") or []}
+
+
 # --- data files ----------------------------------------------------------------------------------
 
 def vocab_of(records) -> dict[str, str]:
@@ -438,6 +474,7 @@ def page_model(folder: Path, trace: dict, report_data: dict, figures: list[dict]
         "final_notes": [n for n in notes if n["stage"] == "final"],
         "last_entropy": report_data["final"]["entropy_bits"][-1],
         "dla": dla_view(report_data["dla"], n_layer, n_head),
+        "head_types": head_types_view(report_data.get("head_types")),
         "encoding_text": encoding_text(files["encoding"], T),
         "page_json": page,
         "n_figures": len(checked),
