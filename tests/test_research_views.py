@@ -1,24 +1,28 @@
 """The views a researcher works with beyond one head (issue 13's "what to build"), in headless
-Chromium at 1400 and 390 px: the head-types table (sorted by any column, a row opens its head).
+Chromium at 1400 and 390 px: the head-types table (sorted by any column, a row opens its head); the
+model view (every layer x head of a 12 x 12-head model at 1,024 tokens as max-pooled tiles, each a
+link to its head; a hovered token marked in every tile, head view and pattern heatmap).
 
 Interaction times are printed (not asserted). Screenshots go to tests.support.cli.artifacts_dir().
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 
+import numpy as np
 import pytest
+from safetensors.numpy import load_file
 
 from tests.support.browser import Page, chromium
 from tests.support.cli import artifacts_dir
-from tests.support.site import CHAR_VOCAB, make_report
+from tests.support.site import CHAR_PROBE, CHAR_VOCAB, WORD_VOCAB, make_report, word_probe
+from visualizer.site.viewdata import THUMB_SIZE, thumbnail
 
 ARTIFACTS = artifacts_dir()
 WIDTHS = (1400, 390)
-CHAR_PROBE = ("ROMEO:\nBut soft, what light through yonder window breaks? It is the east, and Juliet is the sun.\n"
-              "Arise, fair sun, and kill the envious moon.\n" * 3)[:256]
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +35,14 @@ def browser():
 def char256(tmp_path_factory):
     folder = tmp_path_factory.mktemp("research") / "char256"
     make_report(folder, CHAR_PROBE, CHAR_VOCAB, n_layer=2, n_head=4, n_embd=32, block_size=256)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def heads144(tmp_path_factory):
+    """12 layers x 12 heads at 1,024 tokens (a narrow d_model: the views' sizes are GPT-2 small's)."""
+    folder = tmp_path_factory.mktemp("research") / "heads144"
+    make_report(folder, word_probe(1024), WORD_VOCAB, n_layer=12, n_head=12, n_embd=48, block_size=1024)
     return folder
 
 
@@ -82,4 +94,55 @@ def test_head_types_table_sorts_by_any_column_and_opens_a_head(browser, char256,
     p.shot(f"research-head-types-{width}", "#heads")
     report_timing(f"head types @{width}", sort_click=sort_ms, sort_in_page=p.js("__vizTiming['heads.sort']"),
                   open_head=open_ms)
+    assert p.errors() == [] and p.foreign_requests() == []
+
+
+# --- model view -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_model_view_shows_every_head_max_pooled_links_each_and_marks_a_hovered_token(browser, heads144, width):
+    p = Page(browser, heads144, width, artifacts=ARTIFACTS)
+    opened = p.open("#attention")
+    tiles = p.page.locator("#attention button.thumb")
+    assert tiles.count() == 144
+    S = THUMB_SIZE
+    assert p.js("[...document.querySelectorAll('#attention button.thumb canvas')].every(c => c.width === %d && c.height === %d)" % (S, S))
+    if width == 1400:  # every data cell at least one screen pixel
+        assert tiles.first.locator("canvas").bounding_box()["width"] >= S
+    # the tiles' data: each cell the largest weight of the block of positions it covers (not an average)
+    patterns = load_file(str(heads144 / "activations.safetensors"))
+    for layer, head in ((0, 0), (7, 5), (11, 11)):
+        pattern = patterns[f"blocks.{layer}.attn.hook_pattern"][head]  # [T, T]
+        size, expected = thumbnail(pattern)
+        assert size == S and p.js(f"__vizData.thumbs.layers[{layer}][{head}]") == expected
+        cells = np.frombuffer(base64.b64decode(expected), np.uint8).reshape(S, S)
+        assert cells[S // 2, S // 2] == round(255 * float(pattern[512:528, 512:528].max()))  # the block's maximum
+    # a hovered token: its row and column marked in every tile, the open layer's heatmap and head view
+    p.page.locator("#attention .mv-tok[data-pos='700']").scroll_into_view_if_needed()
+    p.page.locator("#attention .mv-tok[data-pos='700']").hover()
+    assert p.js("__vizFocus()") == 700
+    focus_ms = p.js("__vizTiming.focus")
+    cell = 700 * S // 1024
+    bands = p.js("[...document.querySelectorAll('#attention .mv-row')].map(b => [b.style.display, parseFloat(b.style.top)])")
+    assert len(bands) == 144 and all(b == ["block", pytest.approx(cell / S * 100)] for b in bands)
+    assert "700" in p.page.locator("#attention .mv-readout").text_content()
+    tile = tiles.nth(11 * 12 + 7)
+    assert tile.get_attribute("data-layer") == "11" and tile.get_attribute("data-head") == "7"
+    start = time.perf_counter()
+    tile.click()
+    p.page.wait_for_function("document.getElementById('layer-11').getAttribute('data-state') === 'ready'")
+    open_ms = 1000 * (time.perf_counter() - start)
+    assert p.page.locator("#layer-11 button.head-btn[aria-pressed='true']").get_attribute("data-head") == "7"
+    assert p.page.locator("#layer-11 canvas.heatmap").get_attribute("data-marked") == "700"
+    assert "hv-cross" in p.page.locator("#layer-11 .hv-left .hv-tok[data-pos='700']").get_attribute("class")
+    p.page.locator("#layer-11 .hv-right .hv-tok[data-pos='12']").hover()  # a head view's token moves the focus for all
+    assert p.js("__vizFocus()") == 12
+    assert p.js("parseFloat(document.querySelector('#attention .mv-row').style.top)") == pytest.approx(12 * S // 1024 / S * 100)
+    assert "focus" in p.page.locator("#attention .mv-tok[data-pos='12']").get_attribute("class")
+    no_sideways_scroll(p)
+    p.page.locator("#attention").scroll_into_view_if_needed()
+    p.shot(f"research-model-view-144-{width}", "#attention")
+    report_timing(f"model view 12x12 @1024 tokens @{width}", open_section=1000 * opened,
+                  draw=p.js("__vizTiming['attention.draw']"), hover_token_all_views=focus_ms, open_head=open_ms)
     assert p.errors() == [] and p.foreign_requests() == []

@@ -5,13 +5,14 @@
  * the section's <details> opens. Every text from the model or the probe is set with textContent
  * (never innerHTML), so tokens such as "<script>" show as text.
  *
- * Views: the layer x head thumbnail grid; per layer a head selector, a head view (tokens in two
+ * Views: the model view (every layer x head as a max-pooled tile, a strip of tokens); per layer a head selector, a head view (tokens in two
  * columns, a line per query and key with opacity = weight and width proportional to it; hover or
  * click a token), the selected head's pattern as a zoomable heatmap with position axes and a
  * tooltip (assets/heatmap.js), the logit lens after the layer (table + word map), the most active
  * MLP neurons, the residual-stream norms; the logit-lens grid (embed and layer x position, row
  * labels and column heads sticky); the nearest vocabulary neighbours; the next-token candidates at
- * every position; the head-types table (sorted on a header's click, a row opens its head).
+ * every position; a hovered token (token list, model view strip, head view, lens column) is the
+ * page's focus: its row and column are marked in every tile, pattern heatmap and head view; the head-types table (sorted on a header's click, a row opens its head).
  *
  * Colours come from assets/palette.js (window.__vizPalette, written from the same tables as the
  * PNGs): attention weights and probabilities on the sequential scale, signed values (neuron
@@ -400,6 +401,7 @@
     hv.info.textContent = msg + (hv.pinned ? "\n(pinned: click it again to release)" : "");
     hv.box.setAttribute("data-focus", f ? f.side + ":" + f.pos : "");
     drawLines(state);
+    if (f) setFocusPos(f.pos);  /* the hovered token, marked in the other views too */
   }
 
   /* ---------- one layer ---------- */
@@ -442,6 +444,8 @@
     state.head = pendingHeads[l] !== undefined ? pendingHeads[l] : 0;
     timed("layer" + l + ".heatmap", function () { state.heatmap = makeHeatmap(state); });
     timed("layer" + l + ".select", function () { selectHead(state, state.head); });
+    var crossQ = markList(state.hv.ql, "hv-cross"), crossK = markList(state.hv.kl, "hv-cross");
+    onFocus(function (pos) { state.heatmap.mark(pos); crossQ(pos); crossK(pos); });
     redraws.push(function () { paintMinis(state); selectHead(state, state.head); });
     delete pendingHeads[l];
     timed("layer" + l + ".lensmap", function () { drawLensMap(section.querySelector(".lens-map"), l); });
@@ -629,13 +633,51 @@
     container.setAttribute("data-drawn", "1");
   }
 
-  /* ---------- layer x head thumbnail grid ---------- */
+  /* ---------- the position in focus: a hovered token, marked in every view ---------- */
+
+  /* views register a function(pos) that marks position pos (its row as a query, its column as a key)
+     or nothing (null); hovering a token in any of them moves the focus for all */
+  var focusPos = null, focusViews = [];
+  function setFocusPos(pos) {
+    if (pos === focusPos) return;
+    var t0 = performance.now();
+    focusPos = pos;
+    focusViews.forEach(function (f) { f(pos); });
+    timing.focus = Math.round((performance.now() - t0) * 10) / 10;
+  }
+  function onFocus(f) { focusViews.push(f); f(focusPos); }
+  window.__vizFocus = function (pos) { if (pos !== undefined) setFocusPos(pos); return focusPos; };  /* page tests */
+  function hoverTokens(container, selector) {  /* hovering an element with data-pos focuses that position */
+    container.addEventListener("mouseover", function (ev) {
+      var t = ev.target.closest ? ev.target.closest(selector) : null;
+      if (t && container.contains(t)) setFocusPos(+t.getAttribute("data-pos"));
+    });
+  }
+  function markList(items, cls) {  /* a list indexed by position: class `cls` on the focused one */
+    var last = null;
+    return function (pos) {
+      if (last !== null && items[last]) items[last].classList.remove(cls);
+      last = pos;
+      if (pos !== null && items[pos]) items[pos].classList.add(cls);
+    };
+  }
+  (function () {  /* the probe's token list in the overview */
+    var list = document.querySelector("ol.probe-tokens");
+    if (!list) return;
+    hoverTokens(list, "li[data-pos]");
+    onFocus(markList(list.querySelectorAll("li[data-pos]"), "focus"));
+  })();
+
+  /* ---------- model view: every layer x head, max-pooled tiles ---------- */
 
   function initThumbs(section) {
     var th = window.__vizData.thumbs, S = th.size, box = section.querySelector(".thumb-grid");
-    var thumbMask = causalMask(S, function (b) { return Math.floor(b * T / S); });  /* viewdata.thumbnail's blocks */
+    var first = function (b) { return Math.floor(b * T / S); };  /* viewdata.thumbnail's blocks: b covers first(b)..first(b+1)-1 */
+    var thumbMask = causalMask(S, first), cellOf = new Int32Array(T);
+    for (var b = 0; b < S; b++) for (var p = first(b); p < first(b + 1); p++) cellOf[p] = b;
+    var types = headTypes();
     box.textContent = "";
-    var table = el("table", "thumbs"), tr = el("tr");
+    var table = el("table", "thumbs"), tr = el("tr"), overlays = [];
     tr.appendChild(el("th", null, ""));
     for (var h = 0; h < page.n_head; h++) tr.appendChild(el("th", null, "H" + h));
     table.appendChild(tr);
@@ -644,22 +686,81 @@
       row.appendChild(el("th", null, "L" + l));
       heads.forEach(function (b64, h) {
         var td = el("td"), btn = el("button", "thumb"), c = document.createElement("canvas"), raw = bytes(b64);
+        var rowBand = el("span", "mv-band mv-row"), colBand = el("span", "mv-band mv-col");
         var cells = new Float32Array(raw.length);
         for (var k = 0; k < raw.length; k++) cells[k] = raw[k] / 255;
         paintCells(c, S, cells, thumbMask);
         redraws.push(function () { paintCells(c, S, cells, thumbMask); });
         btn.type = "button";
-        btn.title = "layer " + l + ", head " + h + ": open it";
+        var kind = types[l + "." + h];
+        btn.title = "layer " + l + ", head " + h + (kind ? " (" + kind + ")" : "") + ": open it in the head view";
         btn.setAttribute("aria-label", btn.title);
+        btn.setAttribute("data-layer", l);
+        btn.setAttribute("data-head", h);
         btn.appendChild(c);
-        btn.onclick = function () { openLayerHead(l, h); };
+        btn.appendChild(rowBand);
+        btn.appendChild(colBand);
+        btn.onclick = function () { hideTip(); openLayerHead(l, h); };
+        c.addEventListener("mousemove", function (ev) {
+          var r = c.getBoundingClientRect(), rr = clamp(Math.floor((ev.clientY - r.top) / r.height * S), 0, S - 1);
+          var cc = clamp(Math.floor((ev.clientX - r.left) / r.width * S), 0, S - 1);
+          var lines = ["L" + l + ".H" + h + (kind ? " · " + kind : ""),
+                       first(rr + 1) - first(rr) > 1 ? "queries " + first(rr) + "–" + (first(rr + 1) - 1) + " × keys " + first(cc) + "–" + (first(cc + 1) - 1)
+                                                     : "query " + first(rr) + " " + tokenLabel(first(rr)) + " × key " + first(cc) + " " + tokenLabel(first(cc))];
+          lines.push(CAUSAL && first(cc) > first(rr + 1) - 1 ? "masked: later positions" : "largest weight ≈" + fmt(cells[rr * S + cc], 3));
+          lines.push("click: open this head");
+          showTip(ev, lines);
+        });
+        c.addEventListener("mouseleave", hideTip);
+        overlays.push([rowBand, colBand]);
         td.appendChild(btn);
         row.appendChild(td);
       });
       table.appendChild(row);
     });
+    /* tiles as large as the column allows (at most 2 screen pixels per cell), never under 40 px */
+    var width = box.clientWidth || 800, tile = clamp(Math.floor((width - 40) / page.n_head) - 6, 40, Math.max(40, 2 * S));
+    box.style.setProperty("--tile", tile + "px");
     box.appendChild(table);
+    /* the strip of tokens: hover one to mark its row and column in every tile */
+    var strip = section.querySelector(".mv-strip"), chips = [];
+    strip.textContent = "";
+    for (var i = 0; i < T; i++) {
+      var chip = el("span", "mv-tok", tokenLabel(i));
+      chip.setAttribute("data-pos", i);
+      chip.title = "position " + i;
+      strip.appendChild(chip);
+      chips.push(chip);
+    }
+    hoverTokens(strip, ".mv-tok");
+    var readout = section.querySelector(".mv-readout"), markChip = markList(chips, "focus");
+    onFocus(function (pos) {
+      markChip(pos);
+      if (pos !== null && !strip.matches(":hover")) {  /* focused elsewhere: bring its chip into the strip's view */
+        var chip = chips[pos], left = chip.offsetLeft;  /* .mv-strip is positioned: offsets are within it */
+        if (left < strip.scrollLeft || left + chip.offsetWidth > strip.scrollLeft + strip.clientWidth) strip.scrollLeft = left - strip.clientWidth / 2;
+      }
+      var top = pos === null ? "" : (cellOf[pos] / S * 100) + "%", size = (100 / S) + "%";
+      overlays.forEach(function (o) {
+        o[0].style.display = o[1].style.display = pos === null ? "none" : "block";
+        o[0].style.top = top; o[0].style.height = size;
+        o[1].style.left = top; o[1].style.width = size;
+      });
+      readout.textContent = pos === null ? "Hover a token (here, in the token list above, in a head view) to mark its row and column." :
+        "Position " + pos + " " + tokenLabel(pos) + ": its row (as a query) and column (as a key) are marked in every tile" +
+        (S < T ? " (the cell covering positions " + first(cellOf[pos]) + "–" + (first(cellOf[pos] + 1) - 1) + ")" : "") + ".";
+    });
     section.setAttribute("data-ready", "1");
+  }
+
+  /* "layer.head" -> its types ("previous-token, induction"), from the head-types table when the page has one */
+  function headTypes() {
+    var out = {};
+    Array.prototype.forEach.call(document.querySelectorAll("table.head-types tr.head-row"), function (row) {
+      var kinds = row.cells[1].getAttribute("data-v");
+      if (kinds) out[row.getAttribute("data-layer") + "." + row.getAttribute("data-head")] = kinds;
+    });
+    return out;
   }
 
   function openLayerHead(l, h) {
@@ -692,9 +793,11 @@
       th.appendChild(el("span", "pos", i));
       th.appendChild(el("span", "tok", tokenLabel(i)));
       th.title = "position " + i + ": " + tokenLabel(i);
+      th.setAttribute("data-pos", i);
       head.appendChild(th);
       cols.push(th);
     }
+    hoverTokens(head, "th.col");
     thead.appendChild(head);
     table.appendChild(thead);
     var byKey = {}, rowHeads = {};
@@ -738,6 +841,7 @@
     }
     table.addEventListener("mouseover", show);
     table.addEventListener("click", show);
+    onFocus(markList(cols, "focus"));
     wrap.appendChild(table);
     box.appendChild(wrap);
     section.setAttribute("data-ready", "1");

@@ -6,7 +6,8 @@ encoded by artefacts/attention_codec.py (which also decodes them):
   position) rounded to 1/255 steps, base64; each entry is within 1/510 of the model's value.
 - `topk`: for inputs longer than DENSE_MAX_T, only the TOPK_KEYS largest keys of each row
   (uint16 key positions, uint8 weights in 1/255 steps) plus the row's remaining mass (uint8).
-Thumbnails are the pattern max-pooled to at most THUMB_SIZE x THUMB_SIZE cells (uint8).
+Thumbnails (the model view's tiles) are the pattern max-pooled to at most THUMB_SIZE x THUMB_SIZE
+cells (uint8): each cell the largest weight it covers, so a single strong link stays visible.
 
 Data files are classic scripts that add one entry to a global (`window.__vizLayers[l] = {...}`)
 so that the page can load them from file:// by adding a <script> tag. A number the model did not
@@ -25,7 +26,7 @@ from visualizer.site.common import json_for_script
 
 DENSE_MAX_T = 256  # longer inputs store top-k keys per attention row
 TOPK_KEYS = 16
-THUMB_SIZE = 40
+THUMB_SIZE = 64  # the model view's tiles: at most 64 x 64 max-pooled cells (16 x 16 positions each at 1,024 tokens)
 PROB_DIGITS = 6  # probabilities in data files: 6 decimals (1e-6 absolute)
 VALUE_DIGITS = 4  # logits, cosines, activations, norms shown in tooltips
 
