@@ -146,3 +146,37 @@ def test_model_view_shows_every_head_max_pooled_links_each_and_marks_a_hovered_t
     report_timing(f"model view 12x12 @1024 tokens @{width}", open_section=1000 * opened,
                   draw=p.js("__vizTiming['attention.draw']"), hover_token_all_views=focus_ms, open_head=open_ms)
     assert p.errors() == [] and p.foreign_requests() == []
+
+
+# --- neuron pages ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_neuron_pages_show_what_each_top_neuron_writes_and_where_it_fires(browser, char256, width):
+    record = json.loads((char256 / "report_data.json").read_text(encoding="utf-8"))["neuron_pages"]
+    p = Page(browser, char256, width, artifacts=ARTIFACTS)
+    opened = p.open("#neurons")
+    cards = p.page.locator("#neurons .neuron-card")
+    assert cards.count() == 2 * record["per_layer"]
+    assert p.js("[...document.querySelectorAll('#neurons canvas.neuron-strip')].every(c => c.getAttribute('data-drawn') === '1')")
+    first = record["layers"][1]["neurons"][0]
+    card = p.page.locator(f"#neuron-L1-N{first['neuron']}")
+    chips = card.locator(".writes").first.locator(".chip")
+    assert chips.count() == record["top_tokens"]
+    assert chips.all_text_contents() == [r["readable"] for r in first["promoted"]]  # textContent: the model's own tokens
+    assert f"@{first['position']}" in card.locator(".fires").text_content()  # where it fires most
+    strip = card.locator("canvas.neuron-strip")
+    strip.scroll_into_view_if_needed()
+    box = strip.bounding_box()
+    start = time.perf_counter()
+    p.page.mouse.move(box["x"] + box["width"] * (100.5 / 256), box["y"] + box["height"] / 2)
+    hover_ms = 1000 * (time.perf_counter() - start)
+    assert p.js("__vizFocus()") == 100  # the hovered position, now marked in every view
+    marks = p.js("[...document.querySelectorAll('#neurons .strip-mark')].map(m => [m.style.display, parseFloat(m.style.left)])")
+    assert all(m == ["block", pytest.approx(100.5 / 256 * 100)] for m in marks)
+    assert "position 100" in p.page.locator(".viz-tip").last.text_content()
+    no_sideways_scroll(p)
+    p.shot(f"research-neurons-{width}", "#neurons")
+    report_timing(f"neuron pages @{width}", open_section=1000 * opened, draw=p.js("__vizTiming['neurons.draw']"),
+                  hover_strip=hover_ms, focus_all_views=p.js("__vizTiming.focus"))
+    assert p.errors() == [] and p.foreign_requests() == []

@@ -11,7 +11,8 @@
  * tooltip (assets/heatmap.js), the logit lens after the layer (table + word map), the most active
  * MLP neurons, the residual-stream norms; the logit-lens grid (embed and layer x position, row
  * labels and column heads sticky); the nearest vocabulary neighbours; the next-token candidates at
- * every position; a hovered token (token list, model view strip, head view, lens column) is the
+ * every position; the neuron pages (each top neuron's promoted and suppressed tokens, its activation
+ * along the probe and where it fires most); a hovered token (token list, model view strip, head view, lens column) is the
  * page's focus: its row and column are marked in every tile, pattern heatmap and head view; the head-types table (sorted on a header's click, a row opens its head).
  *
  * Colours come from assets/palette.js (window.__vizPalette, written from the same tables as the
@@ -893,6 +894,111 @@
     section.setAttribute("data-ready", "1");
   }
 
+  /* ---------- neuron pages: what the top neurons write, where they fire ---------- */
+
+  function decodeActs(n) {  /* int8 codes -> activations (viewdata.signed_codes) */
+    var b = bytes(n.acts), out = new Float32Array(b.length);
+    for (var i = 0; i < b.length; i++) out[i] = (b[i] > 127 ? b[i] - 256 : b[i]) * n.scale / 127;
+    return out;
+  }
+
+  /* the activation at every position as bars from a middle line, each pixel column its largest |value| */
+  function drawStrip(canvas, acts, scale) {
+    var dpr = window.devicePixelRatio || 1, W = Math.max(100, Math.floor(canvas.clientWidth || 300)), H = 40;
+    canvas.width = Math.round(W * dpr);
+    canvas.height = Math.round(H * dpr);
+    var ctx = canvas.getContext("2d"), mid = H / 2, lim = scale || 1;
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.fillStyle = "#f6f7f9";
+    ctx.fillRect(0, 0, W, H);
+    ctx.fillStyle = "#ccd";
+    ctx.fillRect(0, mid, W, 0.5);
+    var per = T / W;
+    for (var x = 0; x < W; x++) {
+      var a = Math.floor(x * per), b = Math.max(a + 1, Math.floor((x + 1) * per)), v = 0;
+      for (var i = a; i < b && i < T; i++) if (Math.abs(acts[i]) > Math.abs(v)) v = acts[i];
+      if (!v) continue;
+      ctx.fillStyle = rgb(PAL.diverging(v, lim));
+      var h = Math.max(1, Math.abs(v) / lim * (mid - 1));
+      ctx.fillRect(x, v > 0 ? mid - h : mid, Math.max(1, 1 / per), h);
+    }
+    canvas.setAttribute("data-drawn", "1");
+  }
+
+  function neuronCard(layer, n, vocab) {
+    var card = el("article", "neuron-card"), acts = decodeActs(n);
+    card.id = "neuron-L" + layer + "-N" + n.id;
+    card.appendChild(el("h4", null, "L" + layer + " · neuron " + n.id));
+    card.appendChild(el("p", "note", "largest activation " + fmt(n.max, 3) + " at position " + n.at + " (" + tokenLabel(n.at) + ")" +
+                                     "; active (> 0) at " + fmt(100 * n.firing, 1) + "% of positions"));
+    var wrap = el("div", "strip-wrap"), canvas = el("canvas", "neuron-strip"), marker = el("span", "strip-mark");
+    wrap.appendChild(canvas);
+    wrap.appendChild(marker);
+    card.appendChild(wrap);
+    canvas.setAttribute("aria-label", "activation of neuron " + n.id + " of layer " + layer + " at every position");
+    canvas.addEventListener("mousemove", function (ev) {
+      var r = canvas.getBoundingClientRect(), pos = clamp(Math.floor((ev.clientX - r.left) / r.width * T), 0, T - 1);
+      setFocusPos(pos);
+      showTip(ev, ["L" + layer + " neuron " + n.id, "position " + pos + " " + tokenLabel(pos), "activation ≈" + fmt(acts[pos], 3) + " (8-bit data: ±" + fmt(n.scale / 254, 3) + ")"]);
+    });
+    canvas.addEventListener("mouseleave", hideTip);
+    /* where it fires most: the top positions, each with the tokens around it */
+    var order = [];
+    for (var i = 0; i < T; i++) order.push(i);
+    order.sort(function (a, b) { return acts[b] - acts[a] || a - b; });
+    var fires = el("div", "fires");
+    fires.appendChild(el("span", "label", "fires most at"));
+    order.slice(0, 5).forEach(function (pos) {
+      if (!(acts[pos] > 0)) return;
+      var line = el("span", "context");
+      line.setAttribute("data-pos", pos);
+      line.title = "position " + pos + ": activation ≈" + fmt(acts[pos], 3);
+      for (var j = Math.max(0, pos - 4); j <= Math.min(T - 1, pos + 1); j++) {
+        var t = el("span", j === pos ? "hit" : null, tokenLabel(j));
+        if (j === pos) { t.style.background = rgb(PAL.diverging(acts[pos], n.scale || 1)); t.style.color = PAL.ink("diverging", acts[pos], -(n.scale || 1), n.scale || 1); }
+        line.appendChild(t);
+      }
+      line.appendChild(el("span", "p", "@" + pos));
+      fires.appendChild(line);
+    });
+    hoverTokens(fires, ".context");
+    card.appendChild(fires);
+    var lim = 1e-12;
+    n.up.concat(n.down).forEach(function (e) { lim = Math.max(lim, Math.abs(e[1])); });
+    [["promotes", n.up], ["suppresses", n.down]].forEach(function (part) {
+      var row = el("div", "writes");
+      row.appendChild(el("span", "label", part[0]));
+      part[1].forEach(function (e) {
+        row.appendChild(signedChip(vocab[e[0]], e[1], lim, "id " + e[0] + ": logit " + (e[1] >= 0 ? "+" : "") + fmt(e[1], 4) + " per unit activation"));
+      });
+      card.appendChild(row);
+    });
+    return { card: card, draw: function () { drawStrip(canvas, acts, n.scale); },
+             mark: function (pos) {
+               marker.style.display = pos === null ? "none" : "block";
+               if (pos !== null) marker.style.left = ((pos + 0.5) / T * 100) + "%";
+             } };
+  }
+
+  function initNeuronPages(section) {
+    var d = window.__vizData.neurons, box = section.querySelector(".neuron-pages"), cards = [];
+    box.textContent = "";
+    d.layers.forEach(function (entry) {
+      var part = el("section", "neuron-layer"), grid = el("div", "neuron-grid");
+      part.appendChild(el("h3", null, "Layer " + entry.layer + " (" + entry.hook + ")"));
+      entry.neurons.forEach(function (n) {
+        var c = neuronCard(entry.layer, n, d.vocab);
+        grid.appendChild(c.card);
+        cards.push(c);
+      });
+      part.appendChild(grid);
+      box.appendChild(part);
+    });
+    cards.forEach(function (c) { c.draw(); });
+    onFocus(function (pos) { cards.forEach(function (c) { c.mark(pos); }); });
+    section.setAttribute("data-ready", "1");
+  }
+
   /* ---------- head types: sort by a column, a row opens its head ---------- */
 
   function sortRows(table, col, direction) {
@@ -953,6 +1059,7 @@
     else if (view === "lens") initLensGrid(section);
     else if (view === "neighbours") initNeighbours(section);
     else if (view === "final") initFinal(section);
+    else if (view === "neuron-pages") initNeuronPages(section);
   }
 
   function onToggle(section) {

@@ -6,7 +6,8 @@ Contents: next-token candidates at every position, the logit lens after every la
 dot-product breakdown of the top candidates at the last position (by dimension and by component,
 the final norm's scale frozen), nearest vocabulary neighbours of each probe token, the most active
 MLP neurons, residual-stream norms, the head types (analysis/head_types.py: it captures a repeated
-random-token sequence besides the probe). Every number comes from the adapter's view of the real weights
+random-token sequence besides the probe), the neuron pages (analysis/neurons.py: the top neurons'
+direct effect on the vocabulary). Every number comes from the adapter's view of the real weights
 and the captured tensors.
 
 What this module does not do: draw (plots.py) or lay out pages (render.py / site.py).
@@ -19,6 +20,7 @@ import math
 import torch
 
 from visualizer.analysis.head_types import detect as head_types
+from visualizer.analysis.neurons import neuron_pages
 from visualizer.analysis.distributions import entropy_bits, kl_bits, log_probs, token_record, token_table, top_k
 from visualizer.analysis.summary import top_neurons
 from visualizer.capture import Cache
@@ -150,4 +152,5 @@ def build_report_data(loaded: LoadedModel, cache: Cache, ids: list[int], top_k: 
         "neurons": neurons(loaded, tensors),
         "resid_norms": residual_norms(loaded, tensors),
         "head_types": head_types(loaded, cache, ids),
+        "neuron_pages": neuron_pages(loaded, tensors),
     }

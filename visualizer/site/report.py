@@ -367,6 +367,28 @@ def layer_data(layer: int, pattern: np.ndarray, report_data: dict) -> dict:
     }
 
 
+def neuron_data(record: dict, posts) -> dict:
+    """The neuron pages' file: per layer its top neurons (report_data.json's `neuron_pages`) with
+    their activation at every position (int8 codes, viewdata.signed_codes) from `posts(layer)`,
+    the layer's hook_post [T, d_mlp]."""
+    vocab: dict[str, str] = {}
+    layers = []
+    for entry in record["layers"]:
+        post = posts(entry["layer"])
+        neurons = []
+        for n in entry["neurons"]:
+            scale, codes = viewdata.signed_codes(post[:, n["neuron"]])
+            vocab.update(vocab_of(n["promoted"] + n["suppressed"]))
+            neurons.append({
+                "id": n["neuron"], "max": rounded([n["max"]], VALUE_DIGITS)[0], "at": n["position"],
+                "firing": rounded([n["firing_fraction"]], VALUE_DIGITS)[0], "scale": scale, "acts": codes,
+                "up": [[r["id"], rounded([r["effect"]], VALUE_DIGITS)[0]] for r in n["promoted"]],
+                "down": [[r["id"], rounded([r["effect"]], VALUE_DIGITS)[0]] for r in n["suppressed"]],
+            })
+        layers.append({"layer": entry["layer"], "hook": entry["hook"], "neurons": neurons})
+    return {"layers": layers, "vocab": vocab}
+
+
 def write_data_files(folder: Path, trace: dict, report_data: dict) -> dict:
     """data/*.js; returns what the page needs to know about them (paths, attention encoding)."""
     data = folder / "data"
@@ -386,6 +408,10 @@ def write_data_files(folder: Path, trace: dict, report_data: dict) -> dict:
             encoding = {k: v for k, v in entry["attention"].items() if k != "heads"}
             (data / f"layer-{layer}.js").write_text(viewdata.data_script("__vizLayers", layer, entry), encoding="utf-8")
             thumbs.append([viewdata.thumbnail(pattern[h]) for h in range(pattern.shape[0])])
+        posts = [f"blocks.{l}.mlp.hook_post" for l in range(n_layer)]
+        if report_data.get("neuron_pages") and set(posts) <= set(f.keys()):  # reports since the neuron pages
+            neurons = neuron_data(report_data["neuron_pages"], lambda l: f.get_tensor(f"blocks.{l}.mlp.hook_post"))
+            (data / "neurons.js").write_text(viewdata.data_script("__vizData", "neurons", neurons), encoding="utf-8")
     size = thumbs[0][0][0] if thumbs else 0
     files = {
         "thumbs": {"size": size, "layers": [[b for _, b in layer] for layer in thumbs]},
@@ -475,6 +501,7 @@ def page_model(folder: Path, trace: dict, report_data: dict, figures: list[dict]
         "last_entropy": report_data["final"]["entropy_bits"][-1],
         "dla": dla_view(report_data["dla"], n_layer, n_head),
         "head_types": head_types_view(report_data.get("head_types")),
+        "neuron_pages": report_data.get("neuron_pages"),
         "encoding_text": encoding_text(files["encoding"], T),
         "page_json": page,
         "n_figures": len(checked),
