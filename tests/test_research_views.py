@@ -180,3 +180,56 @@ def test_neuron_pages_show_what_each_top_neuron_writes_and_where_it_fires(browse
     report_timing(f"neuron pages @{width}", open_section=1000 * opened, draw=p.js("__vizTiming['neurons.draw']"),
                   hover_strip=hover_ms, focus_all_views=p.js("__vizTiming.focus"))
     assert p.errors() == [] and p.foreign_requests() == []
+
+
+# --- choose a position and a target ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_choose_any_position_a_target_and_a_contrast_pair(browser, char256, heads144, width):
+    for name, folder in (("char256", char256), ("heads144-1024", heads144)):
+        record = json.loads((folder / "report_data.json").read_text(encoding="utf-8"))["choices"]
+        T = len(record["ids"])
+        p = Page(browser, folder, width, artifacts=ARTIFACTS)
+        opened = p.open("#choose")
+        view = p.page.locator("#choose .choose-view")
+        assert view.get_attribute("data-pos") == str(T - 1)  # the last position first
+        position = 200
+        chip = p.page.locator(f"#choose .ch-tok[data-pos='{position}']")
+        chip.scroll_into_view_if_needed()
+        start = time.perf_counter()
+        chip.click()
+        click_ms = 1000 * (time.perf_counter() - start)
+        ids = record["ids"][position]
+        assert view.get_attribute("data-pos") == str(position) and view.get_attribute("data-a") == str(ids[0])
+        rows = p.page.locator("#choose .ch-table tbody tr")
+        assert rows.count() == 11  # the top 10 and "no B"
+        # the pair: the second candidate as B
+        p.page.locator(f"#choose .ch-table input[name='ch-b'][value='{ids[1]}']").check()
+        assert view.get_attribute("data-b") == str(ids[1])
+        raw = record["breakdown"]["raw"][position]
+        assert float(p.page.locator("#choose .ch-break").get_attribute("data-raw")) == pytest.approx(raw[0] - raw[1], abs=1e-4)
+        total = float(p.page.locator("#choose .ch-break").get_attribute("data-sum"))
+        assert total == pytest.approx(raw[0] - raw[1], abs=0.02 * max(1.0, abs(raw[0] - raw[1])))  # float16 parts
+        cells = p.page.locator("#choose .ch-grid td.cellv").count()
+        assert cells >= 12 * 13 if name.startswith("heads") else cells >= 2 * 5
+        kind = p.page.locator("#choose .ch-attr").get_attribute("data-kind")
+        covered = position in record["attribution"]["positions"]
+        assert kind == ("gradient" if covered else "rollout")
+        assert "A − B" in p.page.locator("#choose .ch-status").text_content() or "−" in p.page.locator("#choose .ch-status").text_content()
+        colored = p.js(f"[...document.querySelectorAll('#choose .ch-astrip .tok')].slice(0, {position + 1}).every(e => e.style.background)")
+        after = p.js(f"[...document.querySelectorAll('#choose .ch-astrip .tok')].slice({position + 1}).every(e => e.classList.contains('after'))")
+        assert colored and after
+        p.page.locator("#choose .ch-bar button[aria-label='next position']").click()
+        assert view.get_attribute("data-pos") == str(position + 1) and view.get_attribute("data-b") in ("", str(ids[1]))
+        if name.startswith("heads"):  # beyond the budget's positions: rollout; within: the gradient
+            assert record["attribution"]["positions"] and record["attribution"]["positions"][-1] == T - 1
+            assert record["attribution"]["positions"][0] > position and kind == "rollout"
+            p.js(f"__vizChoose({T - 1})")
+            assert p.page.locator("#choose .ch-attr").get_attribute("data-kind") == "gradient"
+        draw_ms = p.js("__vizTiming['choose.draw']")
+        no_sideways_scroll(p)
+        p.page.locator("#choose").scroll_into_view_if_needed()
+        p.shot(f"research-choose-{name}-{width}", "#choose")
+        report_timing(f"choose {name} @{width}", open_section=1000 * opened, click_position=click_ms, redraw_in_page=draw_ms)
+        assert p.errors() == [] and p.foreign_requests() == []

@@ -12,7 +12,8 @@
  * MLP neurons, the residual-stream norms; the logit-lens grid (embed and layer x position, row
  * labels and column heads sticky); the nearest vocabulary neighbours; the next-token candidates at
  * every position; the neuron pages (each top neuron's promoted and suppressed tokens, its activation
- * along the probe and where it fires most); a hovered token (token list, model view strip, head view, lens column) is the
+ * along the probe and where it fires most); the choose view (any position's next tokens, a target A
+ * or a pair A - B, its logit breakdown by component and head, its input attribution); a hovered token (token list, model view strip, head view, lens column) is the
  * page's focus: its row and column are marked in every tile, pattern heatmap and head view; the head-types table (sorted on a header's click, a row opens its head).
  *
  * Colours come from assets/palette.js (window.__vizPalette, written from the same tables as the
@@ -999,6 +1000,283 @@
     section.setAttribute("data-ready", "1");
   }
 
+  /* ---------- choose: any position, its next tokens, a target or a contrast pair ---------- */
+
+  function float16(b64) {  /* base64 of little-endian float16 -> Float32Array */
+    var b = bytes(b64), n = b.length >> 1, out = new Float32Array(n);
+    for (var i = 0; i < n; i++) {
+      var h = b[2 * i] | (b[2 * i + 1] << 8), sign = h & 0x8000 ? -1 : 1, e = (h >> 10) & 31, f = h & 1023;
+      out[i] = e === 0 ? sign * f * Math.pow(2, -24) : (e === 31 ? (f ? NaN : sign * Infinity) : sign * (1 + f / 1024) * Math.pow(2, e - 15));
+    }
+    return out;
+  }
+  function int8(b64) {
+    var b = bytes(b64), out = new Int8Array(b.length);
+    for (var i = 0; i < b.length; i++) out[i] = b[i] > 127 ? b[i] - 256 : b[i];
+    return out;
+  }
+
+  /* the breakdown's parts laid out as the static table: whole rows (embeddings, others, constant)
+     and one row per layer of heads, attention bias, MLP */
+  function componentLayout(names) {
+    var index = {}, hasBias = false, whole = [];
+    names.forEach(function (n, i) { index[n] = i; if (/\.attn_bias$/.test(n)) hasBias = true; });
+    var cols = [];
+    for (var h = 0; h < page.n_head; h++) cols.push("H" + h);
+    if (hasBias) cols.push("bias");
+    cols.push("MLP");
+    var rows = [], known = {};
+    for (var l = 0; l < page.n_layer; l++) {
+      var cells = [];
+      for (h = 0; h < page.n_head; h++) cells.push("L" + l + ".H" + h);
+      if (hasBias) cells.push("L" + l + ".attn_bias");
+      cells.push("L" + l + ".mlp");
+      cells.forEach(function (n) { known[n] = 1; });
+      rows.push({ label: "L" + l, cells: cells.map(function (n) { return index[n]; }) });
+    }
+    names.forEach(function (n, i) { if (!known[n]) whole.push({ label: n, index: i }); });
+    return { cols: cols, rows: rows, whole: whole };
+  }
+
+  function initChoose(section) {
+    var d = window.__vizData.choices, fin = window.__vizData.final, box = section.querySelector(".choose-view");
+    var names = d.components, ncol = d.breakdown.columns, parts = float16(d.breakdown.data), layout = componentLayout(names);
+    var start = [0];  /* first row (position, candidate) of each position */
+    d.ids.forEach(function (row, p) { start.push(start[p] + row.length); });
+    var codes = d.attribution.codes ? int8(d.attribution.codes) : null, attr = {}, o = 0;
+    d.attribution.positions.forEach(function (p, i) { attr[p] = { off: o, scales: d.attribution.scales[i] }; o += d.ids[p].length * (p + 1); });
+    var rollout = decodeHead(d.rollout, 0);
+    var state = { pos: T - 1, a: null, b: null, picked: false };  /* picked: the reader chose A (kept across positions) */
+    box.textContent = "";
+
+    /* controls and the clickable strip of tokens */
+    var bar = el("div", "ch-bar"), input = el("input"), prev = el("button", null, "◀"), next = el("button", null, "▶");
+    input.type = "number"; input.min = "0"; input.max = String(T - 1); input.value = String(T - 1);
+    input.setAttribute("aria-label", "position");
+    prev.type = next.type = "button";
+    prev.setAttribute("aria-label", "previous position"); next.setAttribute("aria-label", "next position");
+    var label = el("label", null, "Position ");
+    label.appendChild(input);
+    [label, prev, next].forEach(function (e) { bar.appendChild(e); });
+    var status = el("span", "ch-status note");
+    bar.appendChild(status);
+    box.appendChild(bar);
+    var strip = el("div", "ch-strip scroll-box"), chips = [];
+    for (var i = 0; i < T; i++) {
+      var c = el("span", "ch-tok", tokenLabel(i));
+      c.setAttribute("data-pos", i);
+      c.title = "position " + i + ": click to choose it";
+      strip.appendChild(c);
+      chips.push(c);
+    }
+    box.appendChild(strip);
+    hoverTokens(strip, ".ch-tok");
+    onFocus(markList(chips, "focus"));
+    var panel = el("div", "ch-panel"), nextBox = el("div", "ch-next"), breakBox = el("div", "ch-break"), attrBox = el("div", "ch-attr");
+    [nextBox, breakBox, attrBox].forEach(function (e) { panel.appendChild(e); });
+    box.appendChild(panel);
+    /* the attribution's own strip of tokens, recoloured for each choice */
+    var attrTitle = el("h4"), attrNote = el("p", "note"), attrStrip = el("div", "ch-astrip scroll-box"), attrChips = [];
+    for (i = 0; i < T; i++) {
+      var ac = el("span", "tok", tokenLabel(i));
+      ac.setAttribute("data-pos", i);
+      attrStrip.appendChild(ac);
+      attrChips.push(ac);
+    }
+    hoverTokens(attrStrip, ".tok");
+    [attrTitle, attrNote, attrStrip].forEach(function (e) { attrBox.appendChild(e); });
+
+    function row(pos, id) { var k = d.ids[pos].indexOf(id); return k < 0 ? -1 : start[pos] + k; }
+    function partsOf(pos) {  /* A's parts, or A's minus B's: n_components + 1 values (the last: constant) */
+      var ra = row(pos, state.a), rb = state.b === null ? -1 : row(pos, state.b), out = new Float64Array(ncol);
+      for (var c = 0; c < ncol; c++) out[c] = parts[ra * ncol + c] - (rb < 0 ? 0 : parts[rb * ncol + c]);
+      return out;
+    }
+    function rawOf(pos, id) { return d.breakdown.raw[pos][d.ids[pos].indexOf(id)]; }
+    function what() {
+      return state.b === null ? "logit of " + d.vocab[state.a] : "logit difference " + d.vocab[state.a] + " − " + d.vocab[state.b];
+    }
+
+    function drawNext(pos) {
+      nextBox.textContent = "";
+      nextBox.appendChild(el("h4", null, "After position " + pos + " (" + tokenLabel(pos) + "): next tokens"));
+      var table = el("table", "data ch-table"), thead = el("thead"), tr = el("tr"), tbody = el("tbody");
+      ["#", "token", "probability", "logit", "A", "B"].forEach(function (h) { tr.appendChild(el("th", null, h)); });
+      thead.appendChild(tr);
+      table.appendChild(thead);
+      var shown = [];
+      for (var r = 0; r < fin.k; r++) shown.push({ rank: r + 1, id: fin.ids[pos * fin.k + r], p: fin.probs[pos * fin.k + r], logit: fin.logits[pos * fin.k + r] });
+      d.ids[pos].forEach(function (id) {  /* a candidate beyond the table (the --target token) */
+        if (!shown.some(function (x) { return x.id === id; })) shown.push({ rank: "–", id: id, p: null, logit: rawOf(pos, id), added: true });
+      });
+      shown.forEach(function (x) {
+        var tr = el("tr"), ok = d.ids[pos].indexOf(x.id) >= 0;
+        tr.appendChild(el("td", "num", x.rank));
+        var td = el("td");
+        td.appendChild(x.p === null ? el("span", "chip", fin.vocab[x.id] || d.vocab[x.id]) : chip(fin.vocab[x.id], x.p, "id " + x.id));
+        if (x.added) td.appendChild(el("span", "p", "--target"));
+        tr.appendChild(td);
+        tr.appendChild(el("td", "num", x.p === null ? "–" : fmt(x.p, 4)));
+        tr.appendChild(el("td", "num", fmt(x.logit, 3)));
+        ["a", "b"].forEach(function (side) {
+          var cell = el("td"), radio = el("input");
+          radio.type = "radio";
+          radio.name = "ch-" + side;
+          radio.value = String(x.id);
+          radio.disabled = !ok;
+          radio.checked = state[side] === x.id;
+          radio.title = ok ? (side === "a" ? "target A" : "contrast B") : "not precomputed (beyond the top " + d.candidates + ")";
+          radio.addEventListener("change", function () {
+            state[side] = x.id;
+            if (side === "a") { state.picked = true; if (state.b === x.id) state.b = null; }
+            else if (state.a === x.id) state.a = d.ids[pos].filter(function (i) { return i !== x.id; })[0];
+            draw();
+          });
+          cell.appendChild(radio);
+          tr.appendChild(cell);
+        });
+        tbody.appendChild(tr);
+      });
+      var none = el("tr", "none"), cell = el("td"), radio = el("input");
+      none.appendChild(el("td", null, ""));
+      none.appendChild(el("td", "note", "no B: A's logit alone"));
+      none.appendChild(el("td")); none.appendChild(el("td")); none.appendChild(el("td"));
+      radio.type = "radio"; radio.name = "ch-b"; radio.checked = state.b === null;
+      radio.addEventListener("change", function () { state.b = null; draw(); });
+      cell.appendChild(radio);
+      none.appendChild(cell);
+      tbody.appendChild(none);
+      table.appendChild(tbody);
+      nextBox.appendChild(table);
+      nextBox.appendChild(el("p", "note", "Entropy " + fmt(fin.entropy[pos], 3) + " bits. A and B: any of the " + d.ids[pos].length +
+                                          " candidates precomputed here."));
+    }
+
+    function drawBreakdown(pos) {
+      var v = partsOf(pos), vmax = 1e-12, total = 0;
+      for (var c = 0; c < ncol; c++) { if (isFinite(v[c])) vmax = Math.max(vmax, Math.abs(v[c])); total += v[c]; }
+      breakBox.textContent = "";
+      breakBox.appendChild(el("h4", null, "Where the " + what() + " comes from"));
+      var wrap = el("div", "ch-grid-wrap"), table = el("table", "data comps ch-grid"), tr = el("tr");
+      tr.appendChild(el("th", null, ""));
+      layout.cols.forEach(function (h) { tr.appendChild(el("th", null, h)); });
+      table.appendChild(tr);
+      function cellOf(value, name) {
+        var td = el("td", "cellv", fmt(value, 3));
+        td.style.background = rgb(PAL.diverging(value, vmax));
+        td.style.color = PAL.ink("diverging", value, -vmax, vmax);
+        td.title = name + ": " + fmt(value, 4);
+        return td;
+      }
+      function whole(labelText, value, name) {
+        var r = el("tr", "whole"), td = cellOf(value, name);
+        r.appendChild(el("th", null, labelText));
+        td.colSpan = layout.cols.length;
+        r.appendChild(td);
+        table.appendChild(r);
+      }
+      layout.whole.filter(function (w) { return /embed/.test(w.label); }).forEach(function (w) { whole(w.label, v[w.index], w.label); });
+      layout.rows.forEach(function (r) {
+        var tr = el("tr");
+        tr.appendChild(el("th", null, r.label));
+        r.cells.forEach(function (idx, j) {
+          if (idx === undefined) tr.appendChild(el("td", null, "–"));
+          else tr.appendChild(cellOf(v[idx], names[idx]));
+        });
+        table.appendChild(tr);
+      });
+      layout.whole.filter(function (w) { return !/embed/.test(w.label); }).forEach(function (w) { whole(w.label, v[w.index], w.label); });
+      whole("constant", v[ncol - 1], "ln_final's constant · W_U");
+      wrap.appendChild(table);
+      breakBox.appendChild(wrap);
+      var raw = rawOf(pos, state.a) - (state.b === null ? 0 : rawOf(pos, state.b));
+      breakBox.appendChild(el("p", "note", "Sum of the parts ≈" + fmt(total, 4) + " (float16 parts); raw " + what() + " " + fmt(raw, 4) +
+                                           ". Colours: diverging, ±" + fmt(vmax, 3) + " (this choice's largest |part|)."));
+      var order = [];
+      for (c = 0; c < ncol - 1; c++) order.push(c);
+      order.sort(function (x, y) { return Math.abs(v[y]) - Math.abs(v[x]) || x - y; });
+      var top = el("p", "ch-top");
+      top.appendChild(el("span", "label", "largest parts: "));
+      order.slice(0, 6).forEach(function (c) { top.appendChild(signedChip(names[c] + " " + (v[c] >= 0 ? "+" : "") + fmt(v[c], 2), v[c], vmax, names[c])); });
+      breakBox.appendChild(top);
+      breakBox.setAttribute("data-sum", total);
+      breakBox.setAttribute("data-raw", raw);
+    }
+
+    function drawAttribution(pos) {
+      var a = attr[pos], vals = new Float64Array(pos + 1), vmax = 1e-12, j;
+      if (a) {
+        var n = pos + 1, ka = d.ids[pos].indexOf(state.a), kb = state.b === null ? -1 : d.ids[pos].indexOf(state.b);
+        for (j = 0; j <= pos; j++) {
+          vals[j] = codes[a.off + ka * n + j] * a.scales[ka] / 127 - (kb < 0 ? 0 : codes[a.off + kb * n + j] * a.scales[kb] / 127);
+          vmax = Math.max(vmax, Math.abs(vals[j]));
+        }
+        attrTitle.textContent = "Input attribution: gradient × input of the " + what();
+        attrNote.textContent = "Each input token's contribution (gradient × input at " + d.attribution.input + ", 8-bit data), on the diverging scale ±" +
+          fmt(vmax, 3) + "; tokens after position " + pos + " play no part (the model is causal).";
+      } else {
+        for (var n2 = rollout.start[pos]; n2 < rollout.start[pos + 1]; n2++) { vals[rollout.keys[n2]] = rollout.w[n2]; vmax = Math.max(vmax, rollout.w[n2]); }
+        attrTitle.textContent = "Attention rollout of position " + pos + " (no gradient precomputed here)";
+        attrNote.textContent = "Gradient × input was precomputed for " + (d.attribution.positions.length ? "positions " + d.attribution.positions[0] + "–" + (T - 1) : "no position") +
+          " (the budget above). Attention rollout needs no target: the head-averaged attention plus identity, multiplied through the layers; sequential scale 0 to " + fmt(vmax, 3) + ".";
+      }
+      var t0 = performance.now();
+      for (j = 0; j < T; j++) {
+        var e = attrChips[j];
+        if (j > pos) { e.className = "tok after"; e.style.background = ""; e.style.color = ""; e.title = "position " + j + ": after the chosen position"; continue; }
+        e.className = j === pos ? "tok target" : "tok";
+        var col = a ? PAL.diverging(vals[j], vmax) : seq(vals[j] / vmax);
+        e.style.background = rgb(col);
+        e.style.color = a ? PAL.ink("diverging", vals[j], -vmax, vmax) : inkFor(vals[j] / vmax);
+        e.title = "position " + j + ": " + fmt(vals[j], 4);
+      }
+      timing["choose.attribution"] = Math.round((performance.now() - t0) * 10) / 10;
+      attrBox.setAttribute("data-kind", a ? "gradient" : "rollout");
+      var target = attrChips[pos];
+      if (target.offsetTop < attrStrip.scrollTop || target.offsetTop > attrStrip.scrollTop + attrStrip.clientHeight - target.offsetHeight) attrStrip.scrollTop = target.offsetTop - attrStrip.clientHeight / 2;
+    }
+
+    function draw() {
+      var t0 = performance.now(), pos = state.pos;
+      drawNext(pos);
+      drawBreakdown(pos);
+      drawAttribution(pos);
+      status.textContent = "position " + pos + " (" + tokenLabel(pos) + ") · " + what();
+      box.setAttribute("data-pos", pos);
+      box.setAttribute("data-a", state.a);
+      box.setAttribute("data-b", state.b === null ? "" : state.b);
+      timing["choose.draw"] = Math.round((performance.now() - t0) * 10) / 10;
+    }
+    var markChosen = markList(chips, "chosen");
+    function choose(pos) {
+      pos = clamp(pos | 0, 0, T - 1);
+      var ids = d.ids[pos];
+      if (!ids.length) return;
+      state.pos = pos;
+      if (!state.picked || ids.indexOf(state.a) < 0) state.a = ids[0];  /* a chosen pair is kept where both are candidates */
+      if (state.b !== null && (ids.indexOf(state.b) < 0 || state.b === state.a)) state.b = null;
+      input.value = String(pos);
+      markChosen(pos);
+      draw();
+    }
+    strip.addEventListener("click", function (ev) {
+      var t = ev.target.closest ? ev.target.closest(".ch-tok") : null;
+      if (t) choose(+t.getAttribute("data-pos"));
+    });
+    input.addEventListener("change", function () { choose(+input.value); });
+    prev.onclick = function () { choose(state.pos - 1); };
+    next.onclick = function () { choose(state.pos + 1); };
+    window.__vizChoose = function (pos, a, b) {  /* page tests: choose a position and a pair, as clicking does */
+      choose(pos);
+      if (a !== undefined) { state.a = a; state.picked = true; }
+      if (b !== undefined) state.b = b;
+      draw();
+      return { pos: state.pos, a: state.a, b: state.b };
+    };
+    choose(T - 1);
+    section.setAttribute("data-ready", "1");
+  }
+
   /* ---------- head types: sort by a column, a row opens its head ---------- */
 
   function sortRows(table, col, direction) {
@@ -1060,6 +1338,7 @@
     else if (view === "neighbours") initNeighbours(section);
     else if (view === "final") initFinal(section);
     else if (view === "neuron-pages") initNeuronPages(section);
+    else if (view === "choose") initChoose(section);
   }
 
   function onToggle(section) {

@@ -389,6 +389,31 @@ def neuron_data(record: dict, posts) -> dict:
     return {"layers": layers, "vocab": vocab}
 
 
+def choices_data(report_data: dict) -> dict:
+    """The choose view's file: report_data.json's `choices` (compact already) with readable tokens."""
+    record = report_data["choices"]
+    known = vocab_of(r for row in report_data["final"]["topk"] for r in row)
+    if record.get("target"):
+        known[str(record["target"]["id"])] = record["target"]["readable"]
+    breakdown = record["breakdown"]
+    return {
+        **{key: record[key] for key in ("candidates", "ids", "components", "attribution", "rollout", "target")},
+        "breakdown": {**breakdown, "raw": [rounded(r, PROB_DIGITS) for r in breakdown["raw"]]},
+        "vocab": {str(i): known.get(str(i), f"#{i}") for row in record["ids"] for i in row},
+    }
+
+
+def choices_view(record: dict | None, T: int) -> dict | None:
+    """What the page says about the choices' budget (None: a report written before them)."""
+    if not record:
+        return None
+    at = record["attribution"]
+    positions = at["positions"]
+    return {"candidates": record["candidates"], "covered": len(positions), "first": positions[0] if positions else None,
+            "all": len(positions) == T, "tflop": at["flops"] / 1e12, "budget_tflop": at["budget"] / 1e12,
+            "input": at["input"], "target": record.get("target"), "max_error": record["breakdown"]["max_error"]}
+
+
 def write_data_files(folder: Path, trace: dict, report_data: dict) -> dict:
     """data/*.js; returns what the page needs to know about them (paths, attention encoding)."""
     data = folder / "data"
@@ -419,6 +444,8 @@ def write_data_files(folder: Path, trace: dict, report_data: dict) -> dict:
         "final": final_data(report_data),
         "embeddings": neighbour_data(report_data),
     }
+    if report_data.get("choices"):  # reports since the choose view
+        files["choices"] = choices_data(report_data)
     for key, obj in files.items():
         (data / f"{key}.js").write_text(viewdata.data_script("__vizData", key, obj), encoding="utf-8")
     return {"encoding": encoding, "thumb_size": size}
@@ -502,6 +529,7 @@ def page_model(folder: Path, trace: dict, report_data: dict, figures: list[dict]
         "dla": dla_view(report_data["dla"], n_layer, n_head),
         "head_types": head_types_view(report_data.get("head_types")),
         "neuron_pages": report_data.get("neuron_pages"),
+        "choices": choices_view(report_data.get("choices"), T),
         "encoding_text": encoding_text(files["encoding"], T),
         "page_json": page,
         "n_figures": len(checked),
