@@ -1,7 +1,9 @@
 """The views a researcher works with beyond one head (issue 13's "what to build"), in headless
 Chromium at 1400 and 390 px: the head-types table (sorted by any column, a row opens its head); the
 model view (every layer x head of a 12 x 12-head model at 1,024 tokens as max-pooled tiles, each a
-link to its head; a hovered token marked in every tile, head view and pattern heatmap).
+link to its head; a hovered token marked in every tile, head view and pattern heatmap); the neuron
+pages (what each top neuron writes, where it fires); the choose view (any position, a target or a
+contrast pair: next tokens, breakdown, attribution or rollout), at 256 and 1,024 tokens.
 
 Interaction times are printed (not asserted). Screenshots go to tests.support.cli.artifacts_dir().
 """
@@ -16,26 +18,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from tests.support.browser import Page, chromium
-from tests.support.cli import artifacts_dir
-from tests.support.site import CHAR_PROBE, CHAR_VOCAB, WORD_VOCAB, make_report, word_probe
+from tests.support.browser import Page
+from tests.support.site import WORD_VOCAB, make_report, word_probe
+from tests.test_views import ARTIFACTS, WIDTHS, no_sideways_scroll, report_timing
+from tests.test_views import browser, char256  # noqa: F401 (fixtures: the browser, the 256-character report)
 from visualizer.site.viewdata import THUMB_SIZE, thumbnail
-
-ARTIFACTS = artifacts_dir()
-WIDTHS = (1400, 390)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    ARTIFACTS.mkdir(exist_ok=True)
-    yield from chromium()
-
-
-@pytest.fixture(scope="module")
-def char256(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("research") / "char256"
-    make_report(folder, CHAR_PROBE, CHAR_VOCAB, n_layer=2, n_head=4, n_embd=32, block_size=256)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -44,15 +31,6 @@ def heads144(tmp_path_factory):
     folder = tmp_path_factory.mktemp("research") / "heads144"
     make_report(folder, word_probe(1024), WORD_VOCAB, n_layer=12, n_head=12, n_embd=48, block_size=1024)
     return folder
-
-
-def report_timing(name: str, **times) -> None:
-    print(f"\n[timing] {name}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in times.items()))
-
-
-def no_sideways_scroll(p: Page) -> None:
-    width, inner = p.js("[document.scrollingElement.scrollWidth, innerWidth]")
-    assert width <= inner, f"the page scrolls sideways: {width} > {inner}"
 
 
 def column(p: Page, index: int) -> list:

@@ -217,13 +217,7 @@
       ctx.setTransform(geo.dpr, 0, 0, geo.dpr, 0, 0);
       if (marked === null) return ctx;
       var y = M + (marked - view.q0) * px, x = M + (marked - view.k0) * px, w = Math.max(px, 1.5);
-      ctx.save();
-      ctx.beginPath();
-      ctx.rect(M, M, P, P);
-      ctx.clip();
-      ctx.fillStyle = "rgba(36, 86, 199, 0.16)";
-      ctx.fillRect(M, y, P, w);
-      ctx.fillRect(x, M, w, P);
+      bands(ctx, x, y, w, "rgba(36, 86, 199, 0.16)");
       ctx.strokeStyle = "rgba(36, 86, 199, 0.9)";
       ctx.lineWidth = 1;
       ctx.strokeRect(M, y, P, w);
@@ -235,16 +229,22 @@
       return ctx;
     }
 
+    /* a translucent row band at y and column band at x, w wide, clipped to the matrix (the caller
+       strokes what it wants inside the clip, then restores) */
+    function bands(ctx, x, y, w, fill) {
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(geo.M, geo.M, geo.P, geo.P);
+      ctx.clip();
+      ctx.fillStyle = fill;
+      ctx.fillRect(geo.M, y, geo.P, w);
+      ctx.fillRect(x, geo.M, w, geo.P);
+    }
+
     function crosshair(q, k) {
       var ctx = overlay(), M = geo.M, P = geo.P, px = P / view.span;
       var x = M + (k - view.k0) * px, y = M + (q - view.q0) * px, w = Math.max(px, 1);
-      ctx.save();
-      ctx.beginPath();
-      ctx.rect(M, M, P, P);
-      ctx.clip();
-      ctx.fillStyle = "rgba(217, 72, 15, 0.12)";
-      ctx.fillRect(M, y, P, w);
-      ctx.fillRect(x, M, w, P);
+      bands(ctx, x, y, w, "rgba(217, 72, 15, 0.12)");
       ctx.strokeStyle = "#d9480f";
       ctx.lineWidth = 1.5;
       ctx.strokeRect(x - 0.75, y - 0.75, w + 1.5, w + 1.5);

@@ -5,7 +5,9 @@ drawn into `figures/`.
 Writes `index.html` (header, model card, tokens, verification, table of contents, every section
 with its figures, summary statistics, the final next-token table and the dot-product breakdown),
 `assets/` (style.css, palette.js, heatmap.js, viz.js, fonts/) and `data/*.js` (the compact data the interactive views
-draw from, each file loaded only when its section is opened).
+draw from, each file loaded only when its section is opened: per layer its patterns, the model view's
+tiles, the lens, the next tokens, the neighbours, the neuron pages, the choose view). The head-types
+table is written into the page itself (it needs no script to read).
 
 What the page says about the architecture comes from trace.json's `presentation` (what the model's
 adapter declared: norm and MLP kinds, extra stream operations, the card's rows); colours come from
