@@ -211,3 +211,20 @@ def test_choose_any_position_a_target_and_a_contrast_pair(browser, char256, head
         p.shot(f"research-choose-{name}-{width}", "#choose")
         report_timing(f"choose {name} @{width}", open_section=1000 * opened, click_position=click_ms, redraw_in_page=draw_ms)
         assert p.errors() == [] and p.foreign_requests() == []
+
+
+def test_the_new_views_show_hostile_tokens_as_text(browser, tmp_path):
+    from tests.support.site import INJECTION_PROBE, INJECTION_VOCAB
+
+    folder = tmp_path / "hostile"
+    make_report(folder, INJECTION_PROBE, INJECTION_VOCAB, n_layer=1, n_head=2, n_embd=16, block_size=64)
+    p = Page(browser, folder, 1400, artifacts=ARTIFACTS)
+    for section in ("#heads", "#attention", "#neurons", "#choose"):
+        p.page.locator(f"{section} > summary").click()
+    p.page.wait_for_function("['attention', 'neurons', 'choose'].every(s => document.getElementById(s).getAttribute('data-state') === 'ready')")
+    p.page.locator("#attention .mv-tok").nth(3).hover()
+    p.page.locator("#choose .ch-tok").nth(5).click()
+    texts = p.js("[...document.querySelectorAll('#choose .ch-tok, #neurons .chip')].map(e => e.textContent)")
+    assert "<script>alert(1)</script>" in texts or "<script>window.__pwned=1</script>" in texts
+    assert p.js("window.__pwned") is None and p.dialogs == []
+    assert p.errors() == [] and p.foreign_requests() == []

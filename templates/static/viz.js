@@ -641,6 +641,7 @@
      or nothing (null); hovering a token in any of them moves the focus for all */
   var focusPos = null, focusViews = [];
   function setFocusPos(pos) {
+    if (pos !== null && !(pos >= 0 && pos < T && pos === Math.floor(pos))) return;  /* not a position of this input */
     if (pos === focusPos) return;
     var t0 = performance.now();
     focusPos = pos;
@@ -749,8 +750,8 @@
         o[1].style.left = top; o[1].style.width = size;
       });
       readout.textContent = pos === null ? "Hover a token (here, in the token list above, in a head view) to mark its row and column." :
-        "Position " + pos + " " + tokenLabel(pos) + ": its row (as a query) and column (as a key) are marked in every tile" +
-        (S < T ? " (the cell covering positions " + first(cellOf[pos]) + "–" + (first(cellOf[pos] + 1) - 1) + ")" : "") + ".";
+        "Position " + pos + " (" + tokenLabel(pos) + "): its row (as a query) and column (as a key) are marked in every tile" +
+        (first(cellOf[pos] + 1) - first(cellOf[pos]) > 1 ? " (the cell covering positions " + first(cellOf[pos]) + "–" + (first(cellOf[pos] + 1) - 1) + ")" : "") + ".";
     });
     section.setAttribute("data-ready", "1");
   }
