@@ -29,6 +29,7 @@ from safetensors import safe_open
 
 from visualizer import __version__
 from visualizer.artefacts import layout
+from visualizer.artefacts.numbers import number
 import visualizer.figures.palette as palette
 import visualizer.site.common as site
 import visualizer.site.viewdata as viewdata
@@ -397,10 +398,13 @@ def choices_data(report_data: dict) -> dict:
     known = vocab_of(r for row in report_data["final"]["topk"] for r in row)
     if record.get("target"):
         known[str(record["target"]["id"])] = record["target"]["readable"]
-    breakdown = record["breakdown"]
+    breakdown, at = record["breakdown"], record["attribution"]
     return {
-        **{key: record[key] for key in ("candidates", "ids", "components", "attribution", "rollout", "target")},
-        "breakdown": {**breakdown, "raw": [rounded(r, PROB_DIGITS) for r in breakdown["raw"]]},
+        **{key: record[key] for key in ("candidates", "ids", "components", "rollout", "target")},
+        "breakdown": {**breakdown, "raw": [rounded(r, PROB_DIGITS) for r in breakdown["raw"]],
+                      "max_error": number(breakdown["max_error"])},  # numbers, never the files' "nan" strings
+        "attribution": {**at, "scales": [[number(v) for v in row] for row in at["scales"]], "flops": number(at["flops"]),
+                        "budget": number(at["budget"])},
         "vocab": {str(i): known.get(str(i), f"#{i}") for row in record["ids"] for i in row},
     }
 
@@ -412,8 +416,8 @@ def choices_view(record: dict | None, T: int) -> dict | None:
     at = record["attribution"]
     positions = at["positions"]
     return {"candidates": record["candidates"], "covered": len(positions), "first": positions[0] if positions else None,
-            "all": len(positions) == T, "tflop": at["flops"] / 1e12, "budget_tflop": at["budget"] / 1e12,
-            "input": at["input"], "target": record.get("target"), "max_error": record["breakdown"]["max_error"]}
+            "all": len(positions) == T, "tflop": number(at["flops"]) / 1e12, "budget_tflop": number(at["budget"]) / 1e12,
+            "input": at["input"], "target": record.get("target"), "max_error": number(record["breakdown"]["max_error"])}
 
 
 def write_data_files(folder: Path, trace: dict, report_data: dict) -> dict:
