@@ -230,10 +230,12 @@ def test_lens_table_is_laid_out_as_the_page_grid_and_norms_use_the_page_colours(
     trace, _, data, jobs = small
     lens = by_key(jobs)["final.logit_lens"].data
     T = len(trace["tokens"])
-    assert lens["values"].shape == (LAYERS, T)  # layers down, positions across, as the interactive grid
-    assert lens["row_labels"] == [f"after L{l}" for l in range(LAYERS)] and len(lens["col_labels"]) == T
+    # layers down, positions across, as the interactive grid, with its first row: the embeddings' lens
+    assert lens["values"].shape == (LAYERS + 1, T)
+    assert lens["row_labels"] == ["embed"] + [f"after L{l}" for l in range(LAYERS)] and len(lens["col_labels"]) == T
+    assert lens["values"][0, 3] == pytest.approx(data["logit_lens_embed"]["topk"][3][0]["prob"])
     for layer in range(LAYERS):
-        assert lens["values"][layer, 3] == pytest.approx(data["logit_lens"][layer]["topk"][3][0]["prob"])
+        assert lens["values"][layer + 1, 3] == pytest.approx(data["logit_lens"][layer]["topk"][3][0]["prob"])
         series = by_key(jobs)[f"blocks.{layer}.resid_norms"].data["series"]
         assert [(name, tuple(rgb)) for name, _, rgb in series] == list(palette.NORM_SERIES)
     for job in jobs:  # one palette: tiles and tables on its two scales only

@@ -22,35 +22,13 @@ import pytest
 from tests.support.browser import Page, chromium
 from tests.support.cli import artifacts_dir, run_cli
 from tests.support.nanogpt import make_checkpoint
-from tests.support.site import CHAR_VOCAB, make_report
+from tests.support.site import CHAR_PROBE, CHAR_VOCAB, WORD_VOCAB, make_report, word_probe
 from visualizer.analysis.summary import analyze
 from visualizer.artefacts.run_files import read_run_files
 from visualizer.site.report import render_folder
 
 ARTIFACTS = artifacts_dir()
 WIDTHS = (1400, 390)
-CHAR_PROBE = ("ROMEO:\nBut soft, what light through yonder window breaks? It is the east, and Juliet is the sun.\n"
-              "Arise, fair sun, and kill the envious moon.\n" * 3)[:256]
-WORDS = ["the", "king", "shall", "love", "light", "window", "night", "sun", "moon", "sweet", "Romeo", "Juliet",
-         "thou", "art", "fair", "envious", "kill", "arise", "east", "breaks", "yonder", "soft", "what", "is",
-         "and", "my", "lord", "good", "heaven", "name", "rose", "smell", "wherefore", "deny", "father", "refuse"]
-WORD_VOCAB = ["\n", " ", ".", ","] + WORDS + [" " + w for w in WORDS]
-
-
-def word_probe(n: int) -> str:
-    """n tokens of the word vocabulary: words, full stops and line breaks in a fixed pattern."""
-    tokens = []
-    for i in range(n):
-        if i % 13 == 12:
-            tokens.append(".")
-        elif i % 29 == 28:
-            tokens.append("\n")
-        else:
-            word = WORDS[(i * 7 + i // 5) % len(WORDS)]
-            tokens.append(word if not tokens or tokens[-1] == "\n" else " " + word)
-    return "".join(tokens)
-
-
 def with_analysis(folder: Path) -> Path:
     """The report rendered again with its analysis.json (make_report writes none)."""
     files = read_run_files(folder, str(folder))

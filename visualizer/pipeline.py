@@ -120,7 +120,8 @@ def analyse_run(loaded: LoadedModel, probe: Probe, cache: Cache, top_k: int = 10
         return value
 
     trace = timed("trace", lambda: trace_record(loaded, probe, cache, top_k))
-    report_data = timed("report data", lambda: build_report_data(loaded, cache, probe.ids, top_k))
+    target = attribution.resolve_target(loaded, cache["logits"], attribution_options or attribution.AttributionOptions())
+    report_data = timed("report data", lambda: build_report_data(loaded, cache, probe.ids, top_k, target))
     analysed = timed("analysis", lambda: analysis.analyze(cache.tensors, trace, report_data, loaded.tokenizer.token_str))
     attributed = timed("attribution", lambda: attribution.attribute(loaded, cache, probe.ids, attribution_options))
     return RunResult(probe=probe, cache=cache, trace=trace, report_data=report_data, analysis=analysed,

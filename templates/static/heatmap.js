@@ -17,6 +17,7 @@
  *   tip(q, k, block)  the tooltip's lines for a hovered cell (block: {q0, q1, k0, k1, value} when
  *               a cell covers several positions, else null)
  *   onview(view) called after the reader zooms or pans (to link several heatmaps)
+ * `api.mark(pos)` marks one position's row and column (the page's hovered token; null: none).
  * The canvas gets data attributes the page tests read: data-view "q0 k0 span", data-block
  * (positions per drawn cell), data-xticks / data-yticks (positions labelled on each axis),
  * data-tokens ("1" when tokens are written beside the numbers), data-drawn.
@@ -80,7 +81,7 @@
   function VizHeatmap(canvas, o) {
     var n = o.n, maxZoom = Math.max(1, n / Math.min(n, MIN_SPAN));
     var view = { q0: 0, k0: 0, span: n };
-    var geo = null, frame = null, hover = null, drag = null;
+    var geo = null, frame = null, hover = null, drag = null, marked = null;
 
     /* zoom bar: - [slider] + fit, and the visible ranges */
     var bar = el("div", "hm-bar");
@@ -205,22 +206,45 @@
         (im.b > 1 ? " (each cell the largest of " + im.b + "×" + im.b + ")" : "");
       inp.value = String(Math.round(Math.log(n / view.span) / Math.LN2 * 4));
       canvas.setAttribute("data-draw-ms", (performance.now() - t0).toFixed(1));
-      if (hover) crosshair(hover.q, hover.k);
+      if (hover) crosshair(hover.q, hover.k); else overlay();
     }
 
-    function crosshair(q, k) {
+    /* the clean picture again, with the marked position's row and column (the page's focus) */
+    function overlay() {
       var ctx = canvas.getContext("2d"), M = geo.M, P = geo.P, px = P / view.span;
       ctx.setTransform(1, 0, 0, 1, 0, 0);
       ctx.drawImage(frame, 0, 0);
       ctx.setTransform(geo.dpr, 0, 0, geo.dpr, 0, 0);
-      var x = M + (k - view.k0) * px, y = M + (q - view.q0) * px, w = Math.max(px, 1);
+      if (marked === null) return ctx;
+      var y = M + (marked - view.q0) * px, x = M + (marked - view.k0) * px, w = Math.max(px, 1.5);
+      bands(ctx, x, y, w, "rgba(36, 86, 199, 0.16)");
+      ctx.strokeStyle = "rgba(36, 86, 199, 0.9)";
+      ctx.lineWidth = 1;
+      ctx.strokeRect(M, y, P, w);
+      ctx.strokeRect(x, M, w, P);
+      ctx.restore();
+      ctx.fillStyle = "#2456c7";
+      if (y + w > M && y < M + P) ctx.fillRect(M - 4, y, 3, w);  /* on the axes, when in view */
+      if (x + w > M && x < M + P) ctx.fillRect(x, M - 4, w, 3);
+      return ctx;
+    }
+
+    /* a translucent row band at y and column band at x, w wide, clipped to the matrix (the caller
+       strokes what it wants inside the clip, then restores) */
+    function bands(ctx, x, y, w, fill) {
       ctx.save();
       ctx.beginPath();
-      ctx.rect(M, M, P, P);
+      ctx.rect(geo.M, geo.M, geo.P, geo.P);
       ctx.clip();
-      ctx.fillStyle = "rgba(217, 72, 15, 0.12)";
-      ctx.fillRect(M, y, P, w);
-      ctx.fillRect(x, M, w, P);
+      ctx.fillStyle = fill;
+      ctx.fillRect(geo.M, y, geo.P, w);
+      ctx.fillRect(x, geo.M, w, geo.P);
+    }
+
+    function crosshair(q, k) {
+      var ctx = overlay(), M = geo.M, P = geo.P, px = P / view.span;
+      var x = M + (k - view.k0) * px, y = M + (q - view.q0) * px, w = Math.max(px, 1);
+      bands(ctx, x, y, w, "rgba(217, 72, 15, 0.12)");
       ctx.strokeStyle = "#d9480f";
       ctx.lineWidth = 1.5;
       ctx.strokeRect(x - 0.75, y - 0.75, w + 1.5, w + 1.5);
@@ -256,12 +280,8 @@
       showTip(ev, o.tip(h.q, h.k, block));
     }
     function leave() {
-      if (hover && frame) {
-        var ctx = canvas.getContext("2d");
-        ctx.setTransform(1, 0, 0, 1, 0, 0);
-        ctx.drawImage(frame, 0, 0);
-      }
       hover = null;
+      if (frame) overlay();
       canvas.removeAttribute("data-hover");
       hideTip();
     }
@@ -342,6 +362,12 @@
         hover = { q: q, k: k };
         crosshair(q, k);
         return o.tip(q, k, null);
+      },
+      mark: function (pos) {  /* mark a position's row and column (null: none), under any hover */
+        marked = pos === null || pos === undefined ? null : pos;
+        canvas.setAttribute("data-marked", marked === null ? "" : String(marked));
+        if (!frame) return;
+        if (hover) crosshair(hover.q, hover.k); else overlay();
       },
       update: function (opts) { for (var key in opts) if (Object.prototype.hasOwnProperty.call(opts, key)) o[key] = opts[key]; draw(); }
     };

@@ -5,13 +5,16 @@
  * the section's <details> opens. Every text from the model or the probe is set with textContent
  * (never innerHTML), so tokens such as "<script>" show as text.
  *
- * Views: the layer x head thumbnail grid; per layer a head selector, a head view (tokens in two
+ * Views: the model view (every layer x head as a max-pooled tile, a strip of tokens); per layer a head selector, a head view (tokens in two
  * columns, a line per query and key with opacity = weight and width proportional to it; hover or
  * click a token), the selected head's pattern as a zoomable heatmap with position axes and a
  * tooltip (assets/heatmap.js), the logit lens after the layer (table + word map), the most active
  * MLP neurons, the residual-stream norms; the logit-lens grid (embed and layer x position, row
  * labels and column heads sticky); the nearest vocabulary neighbours; the next-token candidates at
- * every position.
+ * every position; the neuron pages (each top neuron's promoted and suppressed tokens, its activation
+ * along the probe and where it fires most); the choose view (any position's next tokens, a target A
+ * or a pair A - B, its logit breakdown by component and head, its input attribution); a hovered token (token list, model view strip, head view, lens column) is the
+ * page's focus: its row and column are marked in every tile, pattern heatmap and head view; the head-types table (sorted on a header's click, a row opens its head).
  *
  * Colours come from assets/palette.js (window.__vizPalette, written from the same tables as the
  * PNGs): attention weights and probabilities on the sequential scale, signed values (neuron
@@ -400,6 +403,7 @@
     hv.info.textContent = msg + (hv.pinned ? "\n(pinned: click it again to release)" : "");
     hv.box.setAttribute("data-focus", f ? f.side + ":" + f.pos : "");
     drawLines(state);
+    if (f) setFocusPos(f.pos);  /* the hovered token, marked in the other views too */
   }
 
   /* ---------- one layer ---------- */
@@ -442,6 +446,8 @@
     state.head = pendingHeads[l] !== undefined ? pendingHeads[l] : 0;
     timed("layer" + l + ".heatmap", function () { state.heatmap = makeHeatmap(state); });
     timed("layer" + l + ".select", function () { selectHead(state, state.head); });
+    var crossQ = markList(state.hv.ql, "hv-cross"), crossK = markList(state.hv.kl, "hv-cross");
+    onFocus(function (pos) { state.heatmap.mark(pos); crossQ(pos); crossK(pos); });
     redraws.push(function () { paintMinis(state); selectHead(state, state.head); });
     delete pendingHeads[l];
     timed("layer" + l + ".lensmap", function () { drawLensMap(section.querySelector(".lens-map"), l); });
@@ -629,13 +635,52 @@
     container.setAttribute("data-drawn", "1");
   }
 
-  /* ---------- layer x head thumbnail grid ---------- */
+  /* ---------- the position in focus: a hovered token, marked in every view ---------- */
+
+  /* views register a function(pos) that marks position pos (its row as a query, its column as a key)
+     or nothing (null); hovering a token in any of them moves the focus for all */
+  var focusPos = null, focusViews = [];
+  function setFocusPos(pos) {
+    if (pos !== null && !(pos >= 0 && pos < T && pos === Math.floor(pos))) return;  /* not a position of this input */
+    if (pos === focusPos) return;
+    var t0 = performance.now();
+    focusPos = pos;
+    focusViews.forEach(function (f) { f(pos); });
+    timing.focus = Math.round((performance.now() - t0) * 10) / 10;
+  }
+  function onFocus(f) { focusViews.push(f); f(focusPos); }
+  window.__vizFocus = function (pos) { if (pos !== undefined) setFocusPos(pos); return focusPos; };  /* page tests */
+  function hoverTokens(container, selector) {  /* hovering an element with data-pos focuses that position */
+    container.addEventListener("mouseover", function (ev) {
+      var t = ev.target.closest ? ev.target.closest(selector) : null;
+      if (t && container.contains(t)) setFocusPos(+t.getAttribute("data-pos"));
+    });
+  }
+  function markList(items, cls) {  /* a list indexed by position: class `cls` on the focused one */
+    var last = null;
+    return function (pos) {
+      if (last !== null && items[last]) items[last].classList.remove(cls);
+      last = pos;
+      if (pos !== null && items[pos]) items[pos].classList.add(cls);
+    };
+  }
+  (function () {  /* the probe's token list in the overview */
+    var list = document.querySelector("ol.probe-tokens");
+    if (!list) return;
+    hoverTokens(list, "li[data-pos]");
+    onFocus(markList(list.querySelectorAll("li[data-pos]"), "focus"));
+  })();
+
+  /* ---------- model view: every layer x head, max-pooled tiles ---------- */
 
   function initThumbs(section) {
     var th = window.__vizData.thumbs, S = th.size, box = section.querySelector(".thumb-grid");
-    var thumbMask = causalMask(S, function (b) { return Math.floor(b * T / S); });  /* viewdata.thumbnail's blocks */
+    var first = function (b) { return Math.floor(b * T / S); };  /* viewdata.thumbnail's blocks: b covers first(b)..first(b+1)-1 */
+    var thumbMask = causalMask(S, first), cellOf = new Int32Array(T);
+    for (var b = 0; b < S; b++) for (var p = first(b); p < first(b + 1); p++) cellOf[p] = b;
+    var types = headTypes();
     box.textContent = "";
-    var table = el("table", "thumbs"), tr = el("tr");
+    var table = el("table", "thumbs"), tr = el("tr"), overlays = [];
     tr.appendChild(el("th", null, ""));
     for (var h = 0; h < page.n_head; h++) tr.appendChild(el("th", null, "H" + h));
     table.appendChild(tr);
@@ -644,22 +689,81 @@
       row.appendChild(el("th", null, "L" + l));
       heads.forEach(function (b64, h) {
         var td = el("td"), btn = el("button", "thumb"), c = document.createElement("canvas"), raw = bytes(b64);
+        var rowBand = el("span", "mv-band mv-row"), colBand = el("span", "mv-band mv-col");
         var cells = new Float32Array(raw.length);
         for (var k = 0; k < raw.length; k++) cells[k] = raw[k] / 255;
         paintCells(c, S, cells, thumbMask);
         redraws.push(function () { paintCells(c, S, cells, thumbMask); });
         btn.type = "button";
-        btn.title = "layer " + l + ", head " + h + ": open it";
+        var kind = types[l + "." + h];
+        btn.title = "layer " + l + ", head " + h + (kind ? " (" + kind + ")" : "") + ": open it in the head view";
         btn.setAttribute("aria-label", btn.title);
+        btn.setAttribute("data-layer", l);
+        btn.setAttribute("data-head", h);
         btn.appendChild(c);
-        btn.onclick = function () { openLayerHead(l, h); };
+        btn.appendChild(rowBand);
+        btn.appendChild(colBand);
+        btn.onclick = function () { hideTip(); openLayerHead(l, h); };
+        c.addEventListener("mousemove", function (ev) {
+          var r = c.getBoundingClientRect(), rr = clamp(Math.floor((ev.clientY - r.top) / r.height * S), 0, S - 1);
+          var cc = clamp(Math.floor((ev.clientX - r.left) / r.width * S), 0, S - 1);
+          var lines = ["L" + l + ".H" + h + (kind ? " · " + kind : ""),
+                       first(rr + 1) - first(rr) > 1 ? "queries " + first(rr) + "–" + (first(rr + 1) - 1) + " × keys " + first(cc) + "–" + (first(cc + 1) - 1)
+                                                     : "query " + first(rr) + " " + tokenLabel(first(rr)) + " × key " + first(cc) + " " + tokenLabel(first(cc))];
+          lines.push(CAUSAL && first(cc) > first(rr + 1) - 1 ? "masked: later positions" : "largest weight ≈" + fmt(cells[rr * S + cc], 3));
+          lines.push("click: open this head");
+          showTip(ev, lines);
+        });
+        c.addEventListener("mouseleave", hideTip);
+        overlays.push([rowBand, colBand]);
         td.appendChild(btn);
         row.appendChild(td);
       });
       table.appendChild(row);
     });
+    /* tiles as large as the column allows (at most 2 screen pixels per cell), never under 40 px */
+    var width = box.clientWidth || 800, tile = clamp(Math.floor((width - 40) / page.n_head) - 6, 40, Math.max(40, 2 * S));
+    box.style.setProperty("--tile", tile + "px");
     box.appendChild(table);
+    /* the strip of tokens: hover one to mark its row and column in every tile */
+    var strip = section.querySelector(".mv-strip"), chips = [];
+    strip.textContent = "";
+    for (var i = 0; i < T; i++) {
+      var chip = el("span", "mv-tok", tokenLabel(i));
+      chip.setAttribute("data-pos", i);
+      chip.title = "position " + i;
+      strip.appendChild(chip);
+      chips.push(chip);
+    }
+    hoverTokens(strip, ".mv-tok");
+    var readout = section.querySelector(".mv-readout"), markChip = markList(chips, "focus");
+    onFocus(function (pos) {
+      markChip(pos);
+      if (pos !== null && !strip.matches(":hover")) {  /* focused elsewhere: bring its chip into the strip's view */
+        var chip = chips[pos], left = chip.offsetLeft;  /* .mv-strip is positioned: offsets are within it */
+        if (left < strip.scrollLeft || left + chip.offsetWidth > strip.scrollLeft + strip.clientWidth) strip.scrollLeft = left - strip.clientWidth / 2;
+      }
+      var top = pos === null ? "" : (cellOf[pos] / S * 100) + "%", size = (100 / S) + "%";
+      overlays.forEach(function (o) {
+        o[0].style.display = o[1].style.display = pos === null ? "none" : "block";
+        o[0].style.top = top; o[0].style.height = size;
+        o[1].style.left = top; o[1].style.width = size;
+      });
+      readout.textContent = pos === null ? "Hover a token (here, in the token list above, in a head view) to mark its row and column." :
+        "Position " + pos + " (" + tokenLabel(pos) + "): its row (as a query) and column (as a key) are marked in every tile" +
+        (first(cellOf[pos] + 1) - first(cellOf[pos]) > 1 ? " (the cell covering positions " + first(cellOf[pos]) + "–" + (first(cellOf[pos] + 1) - 1) + ")" : "") + ".";
+    });
     section.setAttribute("data-ready", "1");
+  }
+
+  /* "layer.head" -> its types ("previous-token, induction"), from the head-types table when the page has one */
+  function headTypes() {
+    var out = {};
+    Array.prototype.forEach.call(document.querySelectorAll("table.head-types tr.head-row"), function (row) {
+      var kinds = row.cells[1].getAttribute("data-v");
+      if (kinds) out[row.getAttribute("data-layer") + "." + row.getAttribute("data-head")] = kinds;
+    });
+    return out;
   }
 
   function openLayerHead(l, h) {
@@ -692,9 +796,11 @@
       th.appendChild(el("span", "pos", i));
       th.appendChild(el("span", "tok", tokenLabel(i)));
       th.title = "position " + i + ": " + tokenLabel(i);
+      th.setAttribute("data-pos", i);
       head.appendChild(th);
       cols.push(th);
     }
+    hoverTokens(head, "th.col");
     thead.appendChild(head);
     table.appendChild(thead);
     var byKey = {}, rowHeads = {};
@@ -738,6 +844,7 @@
     }
     table.addEventListener("mouseover", show);
     table.addEventListener("click", show);
+    onFocus(markList(cols, "focus"));
     wrap.appendChild(table);
     box.appendChild(wrap);
     section.setAttribute("data-ready", "1");
@@ -789,6 +896,438 @@
     section.setAttribute("data-ready", "1");
   }
 
+  /* ---------- neuron pages: what the top neurons write, where they fire ---------- */
+
+  function decodeActs(n) {  /* int8 codes -> activations (viewdata.signed_codes) */
+    var b = bytes(n.acts), out = new Float32Array(b.length);
+    for (var i = 0; i < b.length; i++) out[i] = (b[i] > 127 ? b[i] - 256 : b[i]) * n.scale / 127;
+    return out;
+  }
+
+  /* the activation at every position as bars from a middle line, each pixel column its largest |value| */
+  function drawStrip(canvas, acts, scale) {
+    var dpr = window.devicePixelRatio || 1, W = Math.max(100, Math.floor(canvas.clientWidth || 300)), H = 40;
+    canvas.width = Math.round(W * dpr);
+    canvas.height = Math.round(H * dpr);
+    var ctx = canvas.getContext("2d"), mid = H / 2, lim = scale || 1;
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.fillStyle = "#f6f7f9";
+    ctx.fillRect(0, 0, W, H);
+    ctx.fillStyle = "#ccd";
+    ctx.fillRect(0, mid, W, 0.5);
+    var per = T / W;
+    for (var x = 0; x < W; x++) {
+      var a = Math.floor(x * per), b = Math.max(a + 1, Math.floor((x + 1) * per)), v = 0;
+      for (var i = a; i < b && i < T; i++) if (Math.abs(acts[i]) > Math.abs(v)) v = acts[i];
+      if (!v) continue;
+      ctx.fillStyle = rgb(PAL.diverging(v, lim));
+      var h = Math.max(1, Math.abs(v) / lim * (mid - 1));
+      ctx.fillRect(x, v > 0 ? mid - h : mid, Math.max(1, 1 / per), h);
+    }
+    canvas.setAttribute("data-drawn", "1");
+  }
+
+  function neuronCard(layer, n, vocab) {
+    var card = el("article", "neuron-card"), acts = decodeActs(n);
+    card.id = "neuron-L" + layer + "-N" + n.id;
+    card.appendChild(el("h4", null, "L" + layer + " · neuron " + n.id));
+    card.appendChild(el("p", "note", "largest activation " + fmt(n.max, 3) + " at position " + n.at + " (" + tokenLabel(n.at) + ")" +
+                                     "; active (> 0) at " + fmt(100 * n.firing, 1) + "% of positions"));
+    var wrap = el("div", "strip-wrap"), canvas = el("canvas", "neuron-strip"), marker = el("span", "strip-mark");
+    wrap.appendChild(canvas);
+    wrap.appendChild(marker);
+    card.appendChild(wrap);
+    canvas.setAttribute("aria-label", "activation of neuron " + n.id + " of layer " + layer + " at every position");
+    canvas.addEventListener("mousemove", function (ev) {
+      var r = canvas.getBoundingClientRect(), pos = clamp(Math.floor((ev.clientX - r.left) / r.width * T), 0, T - 1);
+      setFocusPos(pos);
+      showTip(ev, ["L" + layer + " neuron " + n.id, "position " + pos + " " + tokenLabel(pos), "activation ≈" + fmt(acts[pos], 3) + " (8-bit data: ±" + fmt(n.scale / 254, 3) + ")"]);
+    });
+    canvas.addEventListener("mouseleave", hideTip);
+    /* where it fires most: the top positions, each with the tokens around it */
+    var order = [];
+    for (var i = 0; i < T; i++) order.push(i);
+    order.sort(function (a, b) { return acts[b] - acts[a] || a - b; });
+    var fires = el("div", "fires");
+    fires.appendChild(el("span", "label", "fires most at"));
+    order.slice(0, 5).forEach(function (pos) {
+      if (!(acts[pos] > 0)) return;
+      var line = el("span", "context");
+      line.setAttribute("data-pos", pos);
+      line.title = "position " + pos + ": activation ≈" + fmt(acts[pos], 3);
+      for (var j = Math.max(0, pos - 4); j <= Math.min(T - 1, pos + 1); j++) {
+        var t = el("span", j === pos ? "hit" : null, tokenLabel(j));
+        if (j === pos) { t.style.background = rgb(PAL.diverging(acts[pos], n.scale || 1)); t.style.color = PAL.ink("diverging", acts[pos], -(n.scale || 1), n.scale || 1); }
+        line.appendChild(t);
+      }
+      line.appendChild(el("span", "p", "@" + pos));
+      fires.appendChild(line);
+    });
+    hoverTokens(fires, ".context");
+    card.appendChild(fires);
+    var lim = 1e-12;
+    n.up.concat(n.down).forEach(function (e) { lim = Math.max(lim, Math.abs(e[1])); });
+    [["promotes", n.up], ["suppresses", n.down]].forEach(function (part) {
+      var row = el("div", "writes");
+      row.appendChild(el("span", "label", part[0]));
+      part[1].forEach(function (e) {
+        row.appendChild(signedChip(vocab[e[0]], e[1], lim, "id " + e[0] + ": logit " + (e[1] >= 0 ? "+" : "") + fmt(e[1], 4) + " per unit activation"));
+      });
+      card.appendChild(row);
+    });
+    return { card: card, draw: function () { drawStrip(canvas, acts, n.scale); },
+             mark: function (pos) {
+               marker.style.display = pos === null ? "none" : "block";
+               if (pos !== null) marker.style.left = ((pos + 0.5) / T * 100) + "%";
+             } };
+  }
+
+  function initNeuronPages(section) {
+    var d = window.__vizData.neurons, box = section.querySelector(".neuron-pages"), cards = [];
+    box.textContent = "";
+    d.layers.forEach(function (entry) {
+      var part = el("section", "neuron-layer"), grid = el("div", "neuron-grid");
+      part.appendChild(el("h3", null, "Layer " + entry.layer + " (" + entry.hook + ")"));
+      entry.neurons.forEach(function (n) {
+        var c = neuronCard(entry.layer, n, d.vocab);
+        grid.appendChild(c.card);
+        cards.push(c);
+      });
+      part.appendChild(grid);
+      box.appendChild(part);
+    });
+    cards.forEach(function (c) { c.draw(); });
+    onFocus(function (pos) { cards.forEach(function (c) { c.mark(pos); }); });
+    section.setAttribute("data-ready", "1");
+  }
+
+  /* ---------- choose: any position, its next tokens, a target or a contrast pair ---------- */
+
+  function float16(b64) {  /* base64 of little-endian float16 -> Float32Array */
+    var b = bytes(b64), n = b.length >> 1, out = new Float32Array(n);
+    for (var i = 0; i < n; i++) {
+      var h = b[2 * i] | (b[2 * i + 1] << 8), sign = h & 0x8000 ? -1 : 1, e = (h >> 10) & 31, f = h & 1023;
+      out[i] = e === 0 ? sign * f * Math.pow(2, -24) : (e === 31 ? (f ? NaN : sign * Infinity) : sign * (1 + f / 1024) * Math.pow(2, e - 15));
+    }
+    return out;
+  }
+  function int8(b64) {
+    var b = bytes(b64), out = new Int8Array(b.length);
+    for (var i = 0; i < b.length; i++) out[i] = b[i] > 127 ? b[i] - 256 : b[i];
+    return out;
+  }
+
+  /* the breakdown's parts laid out as the static table: whole rows (embeddings, others, constant)
+     and one row per layer of heads, attention bias, MLP */
+  function componentLayout(names) {
+    var index = {}, hasBias = false, whole = [];
+    names.forEach(function (n, i) { index[n] = i; if (/\.attn_bias$/.test(n)) hasBias = true; });
+    var cols = [];
+    for (var h = 0; h < page.n_head; h++) cols.push("H" + h);
+    if (hasBias) cols.push("bias");
+    cols.push("MLP");
+    var rows = [], known = {};
+    for (var l = 0; l < page.n_layer; l++) {
+      var cells = [];
+      for (h = 0; h < page.n_head; h++) cells.push("L" + l + ".H" + h);
+      if (hasBias) cells.push("L" + l + ".attn_bias");
+      cells.push("L" + l + ".mlp");
+      cells.forEach(function (n) { known[n] = 1; });
+      rows.push({ label: "L" + l, cells: cells.map(function (n) { return index[n]; }) });
+    }
+    names.forEach(function (n, i) { if (!known[n]) whole.push({ label: n, index: i }); });
+    return { cols: cols, rows: rows, whole: whole };
+  }
+
+  function initChoose(section) {
+    var d = window.__vizData.choices, fin = window.__vizData.final, box = section.querySelector(".choose-view");
+    var names = d.components, ncol = d.breakdown.columns, parts = float16(d.breakdown.data), layout = componentLayout(names);
+    var start = [0];  /* first row (position, candidate) of each position */
+    d.ids.forEach(function (row, p) { start.push(start[p] + row.length); });
+    var codes = d.attribution.codes ? int8(d.attribution.codes) : null, attr = {}, o = 0;
+    d.attribution.positions.forEach(function (p, i) { attr[p] = { off: o, scales: d.attribution.scales[i] }; o += d.ids[p].length * (p + 1); });
+    var rollout = decodeHead(d.rollout, 0);
+    var state = { pos: T - 1, a: null, b: null, picked: false };  /* picked: the reader chose A (kept across positions) */
+    box.textContent = "";
+
+    /* controls and the clickable strip of tokens */
+    var bar = el("div", "ch-bar"), input = el("input"), prev = el("button", null, "◀"), next = el("button", null, "▶");
+    input.type = "number"; input.min = "0"; input.max = String(T - 1); input.value = String(T - 1);
+    input.setAttribute("aria-label", "position");
+    prev.type = next.type = "button";
+    prev.setAttribute("aria-label", "previous position"); next.setAttribute("aria-label", "next position");
+    var label = el("label", null, "Position ");
+    label.appendChild(input);
+    [label, prev, next].forEach(function (e) { bar.appendChild(e); });
+    var status = el("span", "ch-status note");
+    bar.appendChild(status);
+    box.appendChild(bar);
+    var strip = el("div", "ch-strip scroll-box"), chips = [];
+    for (var i = 0; i < T; i++) {
+      var c = el("span", "ch-tok", tokenLabel(i));
+      c.setAttribute("data-pos", i);
+      c.title = "position " + i + ": click to choose it";
+      strip.appendChild(c);
+      chips.push(c);
+    }
+    box.appendChild(strip);
+    hoverTokens(strip, ".ch-tok");
+    onFocus(markList(chips, "focus"));
+    var panel = el("div", "ch-panel"), nextBox = el("div", "ch-next"), breakBox = el("div", "ch-break"), attrBox = el("div", "ch-attr");
+    [nextBox, breakBox, attrBox].forEach(function (e) { panel.appendChild(e); });
+    box.appendChild(panel);
+    /* the attribution's own strip of tokens, recoloured for each choice */
+    var attrTitle = el("h4"), attrNote = el("p", "note"), attrStrip = el("div", "ch-astrip scroll-box"), attrChips = [];
+    for (i = 0; i < T; i++) {
+      var ac = el("span", "tok", tokenLabel(i));
+      ac.setAttribute("data-pos", i);
+      attrStrip.appendChild(ac);
+      attrChips.push(ac);
+    }
+    hoverTokens(attrStrip, ".tok");
+    [attrTitle, attrNote, attrStrip].forEach(function (e) { attrBox.appendChild(e); });
+
+    function row(pos, id) { var k = d.ids[pos].indexOf(id); return k < 0 ? -1 : start[pos] + k; }
+    function partsOf(pos) {  /* A's parts, or A's minus B's: n_components + 1 values (the last: constant) */
+      var ra = row(pos, state.a), rb = state.b === null ? -1 : row(pos, state.b), out = new Float64Array(ncol);
+      for (var c = 0; c < ncol; c++) out[c] = parts[ra * ncol + c] - (rb < 0 ? 0 : parts[rb * ncol + c]);
+      return out;
+    }
+    function rawOf(pos, id) { return d.breakdown.raw[pos][d.ids[pos].indexOf(id)]; }
+    function what() {
+      return state.b === null ? "logit of " + d.vocab[state.a] : "logit difference " + d.vocab[state.a] + " − " + d.vocab[state.b];
+    }
+
+    function drawNext(pos) {
+      nextBox.textContent = "";
+      nextBox.appendChild(el("h4", null, "After position " + pos + " (" + tokenLabel(pos) + "): next tokens"));
+      var table = el("table", "data ch-table"), thead = el("thead"), tr = el("tr"), tbody = el("tbody");
+      ["#", "token", "probability", "logit", "A", "B"].forEach(function (h) { tr.appendChild(el("th", null, h)); });
+      thead.appendChild(tr);
+      table.appendChild(thead);
+      var shown = [];
+      for (var r = 0; r < fin.k; r++) shown.push({ rank: r + 1, id: fin.ids[pos * fin.k + r], p: fin.probs[pos * fin.k + r], logit: fin.logits[pos * fin.k + r] });
+      d.ids[pos].forEach(function (id) {  /* a candidate beyond the table (the --target token) */
+        if (!shown.some(function (x) { return x.id === id; })) shown.push({ rank: "–", id: id, p: null, logit: rawOf(pos, id), added: true });
+      });
+      shown.forEach(function (x) {
+        var tr = el("tr"), ok = d.ids[pos].indexOf(x.id) >= 0;
+        tr.appendChild(el("td", "num", x.rank));
+        var td = el("td");
+        td.appendChild(x.p === null ? el("span", "chip", fin.vocab[x.id] || d.vocab[x.id]) : chip(fin.vocab[x.id], x.p, "id " + x.id));
+        if (x.added) td.appendChild(el("span", "p", "--target"));
+        tr.appendChild(td);
+        tr.appendChild(el("td", "num", x.p === null ? "–" : fmt(x.p, 4)));
+        tr.appendChild(el("td", "num", fmt(x.logit, 3)));
+        ["a", "b"].forEach(function (side) {
+          var cell = el("td"), radio = el("input");
+          radio.type = "radio";
+          radio.name = "ch-" + side;
+          radio.value = String(x.id);
+          radio.disabled = !ok;
+          radio.checked = state[side] === x.id;
+          radio.title = ok ? (side === "a" ? "target A" : "contrast B") : "not precomputed (beyond the top " + d.candidates + ")";
+          radio.addEventListener("change", function () {
+            state[side] = x.id;
+            if (side === "a") { state.picked = true; if (state.b === x.id) state.b = null; }
+            else if (state.a === x.id) state.a = d.ids[pos].filter(function (i) { return i !== x.id; })[0];
+            draw();
+          });
+          cell.appendChild(radio);
+          tr.appendChild(cell);
+        });
+        tbody.appendChild(tr);
+      });
+      var none = el("tr", "none"), cell = el("td"), radio = el("input");
+      none.appendChild(el("td", null, ""));
+      none.appendChild(el("td", "note", "no B: A's logit alone"));
+      none.appendChild(el("td")); none.appendChild(el("td")); none.appendChild(el("td"));
+      radio.type = "radio"; radio.name = "ch-b"; radio.checked = state.b === null;
+      radio.addEventListener("change", function () { state.b = null; draw(); });
+      cell.appendChild(radio);
+      none.appendChild(cell);
+      tbody.appendChild(none);
+      table.appendChild(tbody);
+      nextBox.appendChild(table);
+      nextBox.appendChild(el("p", "note", "Entropy " + fmt(fin.entropy[pos], 3) + " bits. A and B: any of the " + d.ids[pos].length +
+                                          " candidates precomputed here."));
+    }
+
+    function drawBreakdown(pos) {
+      var v = partsOf(pos), vmax = 1e-12, total = 0;
+      for (var c = 0; c < ncol; c++) { if (isFinite(v[c])) vmax = Math.max(vmax, Math.abs(v[c])); total += v[c]; }
+      breakBox.textContent = "";
+      breakBox.appendChild(el("h4", null, "Where the " + what() + " comes from"));
+      var wrap = el("div", "ch-grid-wrap"), table = el("table", "data comps ch-grid"), tr = el("tr");
+      tr.appendChild(el("th", null, ""));
+      layout.cols.forEach(function (h) { tr.appendChild(el("th", null, h)); });
+      table.appendChild(tr);
+      function cellOf(value, name) {
+        var td = el("td", "cellv", fmt(value, 3));
+        td.style.background = rgb(PAL.diverging(value, vmax));
+        td.style.color = PAL.ink("diverging", value, -vmax, vmax);
+        td.title = name + ": " + fmt(value, 4);
+        return td;
+      }
+      function whole(labelText, value, name) {
+        var r = el("tr", "whole"), td = cellOf(value, name);
+        r.appendChild(el("th", null, labelText));
+        td.colSpan = layout.cols.length;
+        r.appendChild(td);
+        table.appendChild(r);
+      }
+      layout.whole.filter(function (w) { return /embed/.test(w.label); }).forEach(function (w) { whole(w.label, v[w.index], w.label); });
+      layout.rows.forEach(function (r) {
+        var tr = el("tr");
+        tr.appendChild(el("th", null, r.label));
+        r.cells.forEach(function (idx, j) {
+          if (idx === undefined) tr.appendChild(el("td", null, "–"));
+          else tr.appendChild(cellOf(v[idx], names[idx]));
+        });
+        table.appendChild(tr);
+      });
+      layout.whole.filter(function (w) { return !/embed/.test(w.label); }).forEach(function (w) { whole(w.label, v[w.index], w.label); });
+      whole("constant", v[ncol - 1], "ln_final's constant · W_U");
+      wrap.appendChild(table);
+      breakBox.appendChild(wrap);
+      var raw = rawOf(pos, state.a) - (state.b === null ? 0 : rawOf(pos, state.b));
+      breakBox.appendChild(el("p", "note", "Sum of the parts ≈" + fmt(total, 4) + " (float16 parts); raw " + what() + " " + fmt(raw, 4) +
+                                           ". Colours: diverging, ±" + fmt(vmax, 3) + " (this choice's largest |part|)."));
+      var order = [];
+      for (c = 0; c < ncol - 1; c++) order.push(c);
+      order.sort(function (x, y) { return Math.abs(v[y]) - Math.abs(v[x]) || x - y; });
+      var top = el("p", "ch-top");
+      top.appendChild(el("span", "label", "largest parts: "));
+      order.slice(0, 6).forEach(function (c) { top.appendChild(signedChip(names[c] + " " + (v[c] >= 0 ? "+" : "") + fmt(v[c], 2), v[c], vmax, names[c])); });
+      breakBox.appendChild(top);
+      breakBox.setAttribute("data-sum", total);
+      breakBox.setAttribute("data-raw", raw);
+    }
+
+    function drawAttribution(pos) {
+      var a = attr[pos], vals = new Float64Array(pos + 1), vmax = 1e-12, j;
+      if (a) {
+        var n = pos + 1, ka = d.ids[pos].indexOf(state.a), kb = state.b === null ? -1 : d.ids[pos].indexOf(state.b);
+        for (j = 0; j <= pos; j++) {
+          vals[j] = codes[a.off + ka * n + j] * a.scales[ka] / 127 - (kb < 0 ? 0 : codes[a.off + kb * n + j] * a.scales[kb] / 127);
+          vmax = Math.max(vmax, Math.abs(vals[j]));
+        }
+        attrTitle.textContent = "Input attribution: gradient × input of the " + what();
+        attrNote.textContent = "Each input token's contribution (gradient × input at " + d.attribution.input + ", 8-bit data), on the diverging scale ±" +
+          fmt(vmax, 3) + "; tokens after position " + pos + " play no part (the model is causal).";
+      } else {
+        for (var n2 = rollout.start[pos]; n2 < rollout.start[pos + 1]; n2++) { vals[rollout.keys[n2]] = rollout.w[n2]; vmax = Math.max(vmax, rollout.w[n2]); }
+        attrTitle.textContent = "Attention rollout of position " + pos + " (no gradient precomputed here)";
+        attrNote.textContent = "Gradient × input was precomputed for " + (d.attribution.positions.length ? "positions " + d.attribution.positions[0] + "–" + (T - 1) : "no position") +
+          " (the budget above). Attention rollout needs no target: the head-averaged attention plus identity, multiplied through the layers; sequential scale 0 to " + fmt(vmax, 3) + ".";
+      }
+      var t0 = performance.now();
+      for (j = 0; j < T; j++) {
+        var e = attrChips[j];
+        if (j > pos) { e.className = "tok after"; e.style.background = ""; e.style.color = ""; e.title = "position " + j + ": after the chosen position"; continue; }
+        e.className = j === pos ? "tok target" : "tok";
+        var col = a ? PAL.diverging(vals[j], vmax) : seq(vals[j] / vmax);
+        e.style.background = rgb(col);
+        e.style.color = a ? PAL.ink("diverging", vals[j], -vmax, vmax) : inkFor(vals[j] / vmax);
+        e.title = "position " + j + ": " + fmt(vals[j], 4);
+      }
+      timing["choose.attribution"] = Math.round((performance.now() - t0) * 10) / 10;
+      attrBox.setAttribute("data-kind", a ? "gradient" : "rollout");
+      var target = attrChips[pos];
+      if (target.offsetTop < attrStrip.scrollTop || target.offsetTop > attrStrip.scrollTop + attrStrip.clientHeight - target.offsetHeight) attrStrip.scrollTop = target.offsetTop - attrStrip.clientHeight / 2;
+    }
+
+    function draw() {
+      var t0 = performance.now(), pos = state.pos;
+      drawNext(pos);
+      drawBreakdown(pos);
+      drawAttribution(pos);
+      status.textContent = "position " + pos + " (" + tokenLabel(pos) + ") · " + what();
+      box.setAttribute("data-pos", pos);
+      box.setAttribute("data-a", state.a);
+      box.setAttribute("data-b", state.b === null ? "" : state.b);
+      timing["choose.draw"] = Math.round((performance.now() - t0) * 10) / 10;
+    }
+    var markChosen = markList(chips, "chosen");
+    function choose(pos) {
+      pos = clamp(pos | 0, 0, T - 1);
+      var ids = d.ids[pos];
+      if (!ids.length) return;
+      state.pos = pos;
+      if (!state.picked || ids.indexOf(state.a) < 0) state.a = ids[0];  /* a chosen pair is kept where both are candidates */
+      if (state.b !== null && (ids.indexOf(state.b) < 0 || state.b === state.a)) state.b = null;
+      input.value = String(pos);
+      markChosen(pos);
+      draw();
+    }
+    strip.addEventListener("click", function (ev) {
+      var t = ev.target.closest ? ev.target.closest(".ch-tok") : null;
+      if (t) choose(+t.getAttribute("data-pos"));
+    });
+    input.addEventListener("change", function () { choose(+input.value); });
+    prev.onclick = function () { choose(state.pos - 1); };
+    next.onclick = function () { choose(state.pos + 1); };
+    window.__vizChoose = function (pos, a, b) {  /* page tests: choose a position and a pair, as clicking does */
+      choose(pos);
+      if (a !== undefined) { state.a = a; state.picked = true; }
+      if (b !== undefined) state.b = b;
+      draw();
+      return { pos: state.pos, a: state.a, b: state.b };
+    };
+    choose(T - 1);
+    section.setAttribute("data-ready", "1");
+  }
+
+  /* ---------- head types: sort by a column, a row opens its head ---------- */
+
+  function sortRows(table, col, direction) {
+    var tbody = table.tBodies[0], rows = Array.prototype.slice.call(tbody.rows), numeric = table.tHead.rows[0].cells[col].getAttribute("data-sort") === "num";
+    var sign = direction === "ascending" ? 1 : -1;
+    function key(row) {
+      var v = row.cells[col].getAttribute("data-v");
+      return numeric ? (v === "" ? NaN : parseFloat(v)) : v;
+    }
+    function order(row) { return +row.cells[0].getAttribute("data-v"); }
+    var keyed = rows.map(function (row) { return [key(row), order(row), row]; });
+    keyed.sort(function (a, b) {
+      var an = numeric && isNaN(a[0]), bn = numeric && isNaN(b[0]);
+      if (an || bn) return an === bn ? a[1] - b[1] : (an ? 1 : -1);  /* no score: always last */
+      if (a[0] < b[0]) return -sign;
+      if (a[0] > b[0]) return sign;
+      return a[1] - b[1];
+    });
+    var frag = document.createDocumentFragment();
+    keyed.forEach(function (k) { frag.appendChild(k[2]); });
+    tbody.appendChild(frag);
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, i) {
+      if (i === col) th.setAttribute("aria-sort", direction); else th.removeAttribute("aria-sort");
+    });
+  }
+
+  function initHeadTypes() {
+    Array.prototype.forEach.call(document.querySelectorAll("table.head-types"), function (table) {
+      Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, col) {
+        th.tabIndex = 0;
+        th.classList.add("sortable");
+        function sort() {
+          var now = th.getAttribute("aria-sort"), first = col > 1 ? "descending" : "ascending";  /* scores: largest first */
+          var t0 = performance.now();
+          sortRows(table, col, now ? (now === "ascending" ? "descending" : "ascending") : first);
+          timing["heads.sort"] = Math.round(performance.now() - t0);
+        }
+        th.addEventListener("click", sort);
+        th.addEventListener("keydown", function (ev) { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); sort(); } });
+      });
+      function open(ev) {
+        var row = ev.target.closest ? ev.target.closest("tr.head-row") : null;
+        if (row) openLayerHead(+row.getAttribute("data-layer"), +row.getAttribute("data-head"));
+      }
+      table.tBodies[0].addEventListener("click", open);
+      table.tBodies[0].addEventListener("keydown", function (ev) { if (ev.key === "Enter") open(ev); });
+    });
+  }
+  initHeadTypes();
+
   /* ---------- wiring: load a section's data when it opens ---------- */
 
   function initSection(section) {
@@ -799,6 +1338,8 @@
     else if (view === "lens") initLensGrid(section);
     else if (view === "neighbours") initNeighbours(section);
     else if (view === "final") initFinal(section);
+    else if (view === "neuron-pages") initNeuronPages(section);
+    else if (view === "choose") initChoose(section);
   }
 
   function onToggle(section) {

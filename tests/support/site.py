@@ -33,6 +33,29 @@ INJECTION_PROBE = (
 )
 
 
+# 256 characters of Shakespeare, and the word vocabulary of the long (1,024-token) page tests
+CHAR_PROBE = ("ROMEO:\nBut soft, what light through yonder window breaks? It is the east, and Juliet is the sun.\n"
+              "Arise, fair sun, and kill the envious moon.\n" * 3)[:256]
+WORDS = ["the", "king", "shall", "love", "light", "window", "night", "sun", "moon", "sweet", "Romeo", "Juliet",
+         "thou", "art", "fair", "envious", "kill", "arise", "east", "breaks", "yonder", "soft", "what", "is",
+         "and", "my", "lord", "good", "heaven", "name", "rose", "smell", "wherefore", "deny", "father", "refuse"]
+WORD_VOCAB = ["\n", " ", ".", ","] + WORDS + [" " + w for w in WORDS]
+
+
+def word_probe(n: int) -> str:
+    """n tokens of the word vocabulary: words, full stops and line breaks in a fixed pattern."""
+    tokens = []
+    for i in range(n):
+        if i % 13 == 12:
+            tokens.append(".")
+        elif i % 29 == 28:
+            tokens.append("\n")
+        else:
+            word = WORDS[(i * 7 + i // 5) % len(WORDS)]
+            tokens.append(word if not tokens or tokens[-1] == "\n" else " " + word)
+    return "".join(tokens)
+
+
 def draw_figures(folder: Path, tensors: dict, specs: list[tuple[str, str, str]]) -> list[dict]:
     """Real PNGs of some captured tensors: specs are (key, tensor name, section)."""
     import matplotlib

@@ -5,7 +5,10 @@ Contents: next-token candidates at every position, the logit lens after every la
 `logit_lens_embed`, of the residual stream entering block 0), the
 dot-product breakdown of the top candidates at the last position (by dimension and by component,
 the final norm's scale frozen), nearest vocabulary neighbours of each probe token, the most active
-MLP neurons, residual-stream norms. Every number comes from the adapter's view of the real weights
+MLP neurons, residual-stream norms, the head types (analysis/head_types.py: it captures a repeated
+random-token sequence besides the probe), the neuron pages (analysis/neurons.py: the top neurons'
+direct effect on the vocabulary), the per-position choices (analysis/choices.py: every position's
+top candidates' breakdown and, within a budget, their input attribution). Every number comes from the adapter's view of the real weights
 and the captured tensors.
 
 What this module does not do: draw (plots.py) or lay out pages (render.py / site.py).
@@ -17,6 +20,9 @@ import math
 
 import torch
 
+from visualizer.analysis.choices import choices
+from visualizer.analysis.head_types import detect as head_types
+from visualizer.analysis.neurons import neuron_pages
 from visualizer.analysis.distributions import entropy_bits, kl_bits, log_probs, token_record, token_table, top_k
 from visualizer.analysis.summary import top_neurons
 from visualizer.capture import Cache
@@ -133,7 +139,10 @@ def residual_norms(loaded: LoadedModel, tensors: dict[str, torch.Tensor]) -> dic
     return out
 
 
-def build_report_data(loaded: LoadedModel, cache: Cache, ids: list[int], top_k: int = 10) -> dict:
+def build_report_data(loaded: LoadedModel, cache: Cache, ids: list[int], top_k: int = 10,
+                      target: tuple[int, int, str] | None = None) -> dict:
+    """report_data.json of one run; target: the run's --target (position, id, how it was chosen), which
+    the page's per-position choices add as a candidate where it is not one (analysis/choices.py)."""
     tensors = cache.tensors
     logits = tensors["logits"]  # [T, vocab]
     logp = log_probs(logits)
@@ -147,4 +156,7 @@ def build_report_data(loaded: LoadedModel, cache: Cache, ids: list[int], top_k: 
         "neighbours": neighbours(loaded, ids),
         "neurons": neurons(loaded, tensors),
         "resid_norms": residual_norms(loaded, tensors),
+        "head_types": head_types(loaded, cache, ids),
+        "neuron_pages": neuron_pages(loaded, tensors),
+        "choices": choices(loaded, cache, ids, target),
     }

@@ -503,9 +503,12 @@ class _Planner:
 
     def lens_table(self, section):
         """Layers down, positions across, as the page's logit-lens grid: each cell the top-1 token."""
-        lens = self.data.get("logit_lens") or []
-        if not lens:
+        layers = self.data.get("logit_lens") or []
+        if not layers:
             return
+        embed = self.data.get("logit_lens_embed")  # reports since the embed row: the page grid's first row
+        lens = ([embed] if embed else []) + layers
+        row_labels = (["embed"] if embed else []) + [f"after L{e['layer']}" for e in layers]
         T = len(lens[0]["topk"])
         start = max(0, T - TABLE_ROWS)
         shown = range(start, T)
@@ -515,7 +518,10 @@ class _Planner:
         texts = [[displayable(t["readable"], 8) if t else "" for t in row] for row in tops]
         empty = sum(1 for entry in lens for row in entry["topk"] if not row)
         labels = self.position_labels() or [str(i) for i in range(T)]
-        tensor = ", ".join(e["hook"] for e in lens) if len(lens) <= 2 else f"blocks.{{0..{len(lens) - 1}}}.hook_resid_post"
+        tensor = (", ".join(e["hook"] for e in layers) if len(layers) <= 2
+                  else f"blocks.{{0..{len(layers) - 1}}}.hook_resid_post")
+        if embed:
+            tensor = f"{embed['hook']}, {tensor}"
         if self.final_notes:
             last = (f"The last row reads the last layer's output, not the residual the model's own output is read from "
                     f"({'; '.join(n['heading'] for n in self.final_notes)} comes in between), so the two may differ.")
@@ -526,9 +532,11 @@ class _Planner:
         self.add("final.logit_lens", section, tensor, [len(lens), T], scale, "Logit lens: top token after every layer",
                  "The most likely next token read from the residual stream after each layer (final norm and unembedding "
                  f"applied early), laid out as the page's logit-lens grid: layers down, positions across. {last} "
+                 + ("The first row, embed, reads the stream entering block 0: what the embeddings alone predict. "
+                    if embed else "") +
                  "Cell colour is its probability." + cut + no_candidates(empty, len(lens) * T, "cells"),
                  "table",
-                 {"values": values, "texts": texts, "row_labels": [f"after L{e['layer']}" for e in lens],
+                 {"values": values, "texts": texts, "row_labels": row_labels,
                   "col_labels": labels[start:], "vmin": 0.0, "vmax": 1.0, "cmap": SEQUENTIAL, "wrap": True,
                   "title": "Logit lens: top token after every layer",
                   "subtitle": f"{tensor} · [layer {len(lens)}, pos {T}] · {scale}"

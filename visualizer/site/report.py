@@ -5,7 +5,9 @@ drawn into `figures/`.
 Writes `index.html` (header, model card, tokens, verification, table of contents, every section
 with its figures, summary statistics, the final next-token table and the dot-product breakdown),
 `assets/` (style.css, palette.js, heatmap.js, viz.js, fonts/) and `data/*.js` (the compact data the interactive views
-draw from, each file loaded only when its section is opened).
+draw from, each file loaded only when its section is opened: per layer its patterns, the model view's
+tiles, the lens, the next tokens, the neighbours, the neuron pages, the choose view). The head-types
+table is written into the page itself (it needs no script to read).
 
 What the page says about the architecture comes from trace.json's `presentation` (what the model's
 adapter declared: norm and MLP kinds, extra stream operations, the card's rows); colours come from
@@ -27,6 +29,7 @@ from safetensors import safe_open
 
 from visualizer import __version__
 from visualizer.artefacts import layout
+from visualizer.artefacts.numbers import number
 import visualizer.figures.palette as palette
 import visualizer.site.common as site
 import visualizer.site.viewdata as viewdata
@@ -265,6 +268,42 @@ def cell(name: str, value: float | None, vmax: float) -> dict:
     return {"name": name, "value": value, "bg": bg, "fg": ink(bg)}
 
 
+# --- head types ------------------------------------------------------------------------------------
+
+# (kind, sequence, column label, what it is): the head-types table's score columns, left to right
+HEAD_TYPE_COLUMNS = [
+    ("previous", "probe", "previous", "previous-token score on the probe"),
+    ("first", "probe", "first/BOS", "first/BOS score on the probe"),
+    ("self", "probe", "self", "self score on the probe"),
+    ("offset", "probe", "offset", "best fixed-offset score (k = 2 and up) on the probe"),
+    ("duplicate", "probe", "duplicate (probe)", "duplicate-token score on the probe"),
+    ("duplicate", "repeated", "duplicate (repeated)", "duplicate-token score on the repeated random sequence"),
+    ("induction", "probe", "induction (probe)", "induction score on the probe"),
+    ("induction", "repeated", "induction (repeated)", "induction score on the repeated random sequence"),
+]
+
+
+def head_types_view(record: dict | None) -> dict | None:
+    """report_data.json's `head_types` laid out as the table's rows (None: a report written before it)."""
+    if not record:
+        return None
+    rows = []
+    for head in record["heads"]:
+        layer, h = head["layer"], head["head"]
+        typed = {(t["kind"], t["on"]) for t in head["types"]}
+        cells = []
+        for kind, on, _, _ in HEAD_TYPE_COLUMNS:
+            table = record.get(on)
+            value = table[kind]["score"][layer][h] if table else None
+            k = table[kind]["k"][layer][h] if table and kind == "offset" else None
+            cells.append({"value": value, "k": k, "judged": (kind, on) in typed})
+        rows.append({"layer": layer, "head": h, "order": layer * 10_000 + h, "types": [t["name"] for t in head["types"]],
+                     "cells": cells})
+    return {"rows": rows, "columns": [{"label": label, "title": title} for _, _, label, title in HEAD_TYPE_COLUMNS],
+            "sequence": record["repeated_sequence"], "min_score": record["min_score"], "lift": record["lift"],
+            "max_offset": record["max_offset"], "notes": record.get("notes") or []}
+
+
 # --- data files ----------------------------------------------------------------------------------
 
 def vocab_of(records) -> dict[str, str]:
@@ -331,6 +370,56 @@ def layer_data(layer: int, pattern: np.ndarray, report_data: dict) -> dict:
     }
 
 
+def neuron_data(record: dict, posts) -> dict:
+    """The neuron pages' file: per layer its top neurons (report_data.json's `neuron_pages`) with
+    their activation at every position (int8 codes, viewdata.signed_codes) from `posts(layer)`,
+    the layer's hook_post [T, d_mlp]."""
+    vocab: dict[str, str] = {}
+    layers = []
+    for entry in record["layers"]:
+        post = posts(entry["layer"])
+        neurons = []
+        for n in entry["neurons"]:
+            scale, codes = viewdata.signed_codes(post[:, n["neuron"]])
+            vocab.update(vocab_of(n["promoted"] + n["suppressed"]))
+            neurons.append({
+                "id": n["neuron"], "max": rounded([n["max"]], VALUE_DIGITS)[0], "at": n["position"],
+                "firing": rounded([n["firing_fraction"]], VALUE_DIGITS)[0], "scale": scale, "acts": codes,
+                "up": [[r["id"], rounded([r["effect"]], VALUE_DIGITS)[0]] for r in n["promoted"]],
+                "down": [[r["id"], rounded([r["effect"]], VALUE_DIGITS)[0]] for r in n["suppressed"]],
+            })
+        layers.append({"layer": entry["layer"], "hook": entry["hook"], "neurons": neurons})
+    return {"layers": layers, "vocab": vocab}
+
+
+def choices_data(report_data: dict) -> dict:
+    """The choose view's file: report_data.json's `choices` (compact already) with readable tokens."""
+    record = report_data["choices"]
+    known = vocab_of(r for row in report_data["final"]["topk"] for r in row)
+    if record.get("target"):
+        known[str(record["target"]["id"])] = record["target"]["readable"]
+    breakdown, at = record["breakdown"], record["attribution"]
+    return {
+        **{key: record[key] for key in ("candidates", "ids", "components", "rollout", "target")},
+        "breakdown": {**breakdown, "raw": [rounded(r, PROB_DIGITS) for r in breakdown["raw"]],
+                      "max_error": number(breakdown["max_error"])},  # numbers, never the files' "nan" strings
+        "attribution": {**at, "scales": [[number(v) for v in row] for row in at["scales"]], "flops": number(at["flops"]),
+                        "budget": number(at["budget"])},
+        "vocab": {str(i): known.get(str(i), f"#{i}") for row in record["ids"] for i in row},
+    }
+
+
+def choices_view(record: dict | None, T: int) -> dict | None:
+    """What the page says about the choices' budget (None: a report written before them)."""
+    if not record:
+        return None
+    at = record["attribution"]
+    positions = at["positions"]
+    return {"candidates": record["candidates"], "covered": len(positions), "first": positions[0] if positions else None,
+            "all": len(positions) == T, "tflop": number(at["flops"]) / 1e12, "budget_tflop": number(at["budget"]) / 1e12,
+            "input": at["input"], "target": record.get("target"), "max_error": number(record["breakdown"]["max_error"])}
+
+
 def write_data_files(folder: Path, trace: dict, report_data: dict) -> dict:
     """data/*.js; returns what the page needs to know about them (paths, attention encoding)."""
     data = folder / "data"
@@ -350,6 +439,10 @@ def write_data_files(folder: Path, trace: dict, report_data: dict) -> dict:
             encoding = {k: v for k, v in entry["attention"].items() if k != "heads"}
             (data / f"layer-{layer}.js").write_text(viewdata.data_script("__vizLayers", layer, entry), encoding="utf-8")
             thumbs.append([viewdata.thumbnail(pattern[h]) for h in range(pattern.shape[0])])
+        posts = [f"blocks.{l}.mlp.hook_post" for l in range(n_layer)]
+        if report_data.get("neuron_pages") and set(posts) <= set(f.keys()):  # reports since the neuron pages
+            neurons = neuron_data(report_data["neuron_pages"], lambda l: f.get_tensor(f"blocks.{l}.mlp.hook_post"))
+            (data / "neurons.js").write_text(viewdata.data_script("__vizData", "neurons", neurons), encoding="utf-8")
     size = thumbs[0][0][0] if thumbs else 0
     files = {
         "thumbs": {"size": size, "layers": [[b for _, b in layer] for layer in thumbs]},
@@ -357,6 +450,8 @@ def write_data_files(folder: Path, trace: dict, report_data: dict) -> dict:
         "final": final_data(report_data),
         "embeddings": neighbour_data(report_data),
     }
+    if report_data.get("choices"):  # reports since the choose view
+        files["choices"] = choices_data(report_data)
     for key, obj in files.items():
         (data / f"{key}.js").write_text(viewdata.data_script("__vizData", key, obj), encoding="utf-8")
     return {"encoding": encoding, "thumb_size": size}
@@ -438,6 +533,9 @@ def page_model(folder: Path, trace: dict, report_data: dict, figures: list[dict]
         "final_notes": [n for n in notes if n["stage"] == "final"],
         "last_entropy": report_data["final"]["entropy_bits"][-1],
         "dla": dla_view(report_data["dla"], n_layer, n_head),
+        "head_types": head_types_view(report_data.get("head_types")),
+        "neuron_pages": report_data.get("neuron_pages"),
+        "choices": choices_view(report_data.get("choices"), T),
         "encoding_text": encoding_text(files["encoding"], T),
         "page_json": page,
         "n_figures": len(checked),

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from visualizer.analysis.head_types import mask_score, token_targets
 from visualizer.model.checkpoint import file_sha256
 
 CACHE_SIZE = 2  # models kept per worker; tasks arrive step by step, so one step's batches share a load
@@ -75,18 +76,9 @@ def loaded_model(task: Task):
 
 def induction_scores(pattern: torch.Tensor, ids: list[int]) -> list[float | None]:
     """pattern [head, q, k] -> per head: mean attention from a token to the token that followed an
-    earlier occurrence of it (k = j + 1 where ids[j] == ids[q], j + 1 <= q); None when no token repeats."""
-    T = len(ids)
-    tokens = torch.tensor(ids)
-    same = tokens[:, None] == tokens[None, :]  # [q, j]
-    earlier = torch.tril(same, diagonal=-1)  # j < q
-    target = torch.zeros(T, T, dtype=torch.bool)  # [q, k]: k = j + 1 for such j
-    target[:, 1:] = earlier[:, :-1]
-    rows = target.any(-1)  # [q]: queries with an earlier occurrence
-    if not bool(rows.any()):
-        return [None] * pattern.shape[0]
-    mass = (pattern.float() * target).sum(-1)[:, rows]  # [head, rows]
-    return [float(v) for v in mass.double().mean(-1)]
+    earlier occurrence of it (analysis/head_types.py's induction score); None when no token repeats."""
+    causal = torch.ones(len(ids), len(ids), dtype=torch.bool).tril()
+    return mask_score(pattern, token_targets(ids)["induction"], causal)[0]
 
 
 def probe_statistics(run, n_layer: int) -> dict:
