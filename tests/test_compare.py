@@ -13,6 +13,7 @@ import visualizer.store.compare as compare
 import visualizer.store.traces as store
 from visualizer.errors import VisualizerError
 
+from tests.support.nanogpt import char_vocab
 from tests.support.store import checkpoint, run
 
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -25,9 +26,12 @@ def traces(tmp_path_factory):
     root = base / "traces"
     early, late = checkpoint(base / "early", seed=1), checkpoint(base / "late", seed=2)
     wide = checkpoint(base / "wide", seed=1, n_embd=48)
+    deep = checkpoint(base / "deep", seed=3, n_layer=3)
+    words = checkpoint(base / "words", seed=1, vocab=char_vocab("But soft, what light!"))  # another vocabulary
     ids = {}
     for name, ckpt, probe in (("early", early, "But soft, what light"), ("late", late, "But soft, what light"),
-                              ("probe2", early, "But soft, who goes there"), ("wide", wide, "But soft, what light")):
+                              ("probe2", early, "But soft, who goes there"), ("wide", wide, "But soft, what light"),
+                              ("deep", deep, "But soft, what light"), ("words", words, "But soft, what light")):
         assert run(ckpt, base / f"report-{name}", root, "--ig-steps", "0", "--tag", name, probe=probe) == 0
         ids[name] = next(m["id"] for m in store.scan(root).manifests if name in m["tags"])
     return root, ids
@@ -73,11 +77,37 @@ def test_two_probes_are_aligned_on_the_shorter_prefix(traces):
 
 def test_incomparable_traces_are_refused(traces, capsys):
     root, ids = traces
-    with pytest.raises(VisualizerError, match="d_model differs"):
-        compare.compare(side(root, ids["early"]), side(root, ids["wide"]))
-    code = cli.main(["compare", ids["early"], ids["wide"], "--out", str(root.parent / "x"), "--store", str(root)])
+    with pytest.raises(VisualizerError, match="vocab_size differs"):
+        compare.compare(side(root, ids["early"]), side(root, ids["words"]))
+    code = cli.main(["compare", ids["early"], ids["words"], "--out", str(root.parent / "x"), "--store", str(root)])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and err.startswith("error: compare") and "d_model" in err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: compare") and "vocab_size" in err
+    assert not (root.parent / "x").exists()
+
+
+@pytest.mark.parametrize("other, key", [("wide", "d_model"), ("deep", "n_layer")])
+def test_models_of_different_shapes_compare_their_outputs_only(traces, tmp_path, other, key):
+    root, ids = traces
+    a, b = side(root, ids["early"]), side(root, ids[other])
+    result = compare.compare(a, b)
+    assert result["residual"] is None and result["attention_jsd"] is None
+    assert any(note.startswith("different shapes (") and key in note for note in result["notes"])
+    assert not any("does not hold" in note for note in result["notes"])
+    n = result["positions"]
+    # the outputs, position by position, from each model's own logits
+    expected = compare.kl_bits(compare.log_probs(a.tensors["logits"][:n].double()),
+                               compare.log_probs(b.tensors["logits"][:n].double()))
+    assert result["next_token"]["kl_bits"] == expected.tolist() and max(expected.tolist()) > 0
+    code = cli.main(["compare", ids["early"], ids[other], "--out", str(tmp_path / "page"), "--store", str(root)])
+    assert code == 0
+    page = (tmp_path / "page" / "index.html").read_text(encoding="utf-8")
+    assert "different shapes" in page and not (tmp_path / "page" / "data").exists()
+
+
+def test_unrelated_probes_say_what_their_numbers_mean(traces):
+    root, ids = traces
+    result = compare.compare(side(root, ids["early"]), side(root, ids["probe2"]))
+    assert any("hold different tokens" in note and "like with like" in note for note in result["notes"])
 
 
 def test_compare_page_rewrites_only_its_own_folder(traces, tmp_path, capsys):

@@ -67,14 +67,20 @@ class Side:
         }
 
 
-def check_comparable(a: Side, b: Side) -> None:
-    for key in ("n_layer", "n_head", "d_model", "vocab_size"):
-        if a.trace["dims"][key] != b.trace["dims"][key]:
-            raise VisualizerError(f"compare {a.stored.name} {b.stored.name}: {key} differs "
-                                  f"({a.trace['dims'][key]} vs {b.trace['dims'][key]}); compare traces of one shape")
+SHAPE_KEYS = ("n_layer", "n_head", "d_model")
+
+
+def check_comparable(a: Side, b: Side) -> list[str]:
+    """Refuse traces whose outputs do not share a vocabulary; return the shape keys that differ
+    (then only the outputs are compared: layers and heads have no one-to-one correspondence)."""
+    va, vb = a.trace["dims"]["vocab_size"], b.trace["dims"]["vocab_size"]
+    if va != vb:
+        raise VisualizerError(f"compare {a.stored.name} {b.stored.name}: vocab_size differs ({va} vs {vb}); "
+                              "compare traces over one vocabulary")
     ta, tb = a.trace["model"].get("tokenizer"), b.trace["model"].get("tokenizer")
     if ta != tb:
         raise VisualizerError(f"compare {a.stored.name} {b.stored.name}: the tokenizers differ ({ta} vs {tb})")
+    return [key for key in SHAPE_KEYS if a.trace["dims"][key] != b.trace["dims"][key]]
 
 
 def cosine_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -125,15 +131,23 @@ def next_token_divergence(a: Side, b: Side, n: int) -> dict | None:
 
 def compare(a: Side, b: Side) -> dict:
     """compare.json: every figure above, plus what was compared and why only that."""
-    check_comparable(a, b)
+    shapes = check_comparable(a, b)
     ids_a, ids_b = a.trace["token_ids"], b.trace["token_ids"]
     n = min(len(ids_a), len(ids_b))
     same = ids_a == ids_b
     n_layer = a.trace["dims"]["n_layer"]
     notes = []
     if not same:
+        differing = sum(1 for i in range(n) if ids_a[i] != ids_b[i])
         notes.append(f"different probes: positions 0..{n - 1} compared (the shorter probe's length); "
                      "attention is causal, so these rows are exactly what each model computed there")
+        notes.append(f"{differing} of those {n} positions hold different tokens: there, the KL, residual and "
+                     "attention numbers measure different inputs as much as different computations; only the "
+                     "positions before the first differing token compare like with like")
+    if shapes:
+        notes.append("different shapes (" + ", ".join(f"{k} {a.trace['dims'][k]} vs {b.trace['dims'][k]}" for k in shapes)
+                     + "): only the outputs are compared, position by position (next-token KL and top-1); residual "
+                     "streams and attention heads have no one-to-one correspondence between the two models")
     result = {
         "format": FORMAT,
         "a": a.describe(),
@@ -141,12 +155,12 @@ def compare(a: Side, b: Side) -> dict:
         "mode": "same probe" if same else "different probes",
         "positions": n,
         "differing_positions": [i for i in range(n) if ids_a[i] != ids_b[i]],
-        "residual": residual_distances(a.tensors, b.tensors, n_layer, n),
-        "attention_jsd": attention_divergence(a.tensors, b.tensors, n_layer, n),
+        "residual": None if shapes else residual_distances(a.tensors, b.tensors, n_layer, n),
+        "attention_jsd": None if shapes else attention_divergence(a.tensors, b.tensors, n_layer, n),
         "next_token": next_token_divergence(a, b, n),
     }
     for key, group in (("residual", "resid"), ("attention_jsd", "attn"), ("next_token", "logits")):
-        if result[key] is None:
+        if result[key] is None and not (shapes and key != "next_token"):
             notes.append(f"{key}: not compared (a trace does not hold the '{group}' tensors)")
     result["notes"] = notes
     return result
