@@ -81,11 +81,13 @@ def peak_of_child(command: list[str]) -> dict:
     """Run `command` to its end: wall seconds, peak RSS (MiB) read by os.wait4 on the child itself (not
     the maximum over every child this script has waited for), and the fields of its last JSON line."""
     start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    out_lines = process.stdout.read()
-    err = process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - start
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as errors:  # a file: a chatty stderr cannot fill a pipe
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True, cwd=REPO)
+        out_lines = process.stdout.read()
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        errors.seek(0)
+        err = errors.read()
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"{' '.join(map(str, command[:4]))}...: exit {code}\n{err[-2000:]}")
@@ -116,7 +118,6 @@ def probe(folder: Path, tokens: int) -> tuple[str, list[int]]:
     while len(tokenizer(text)["input_ids"]) < tokens and n < len(words):
         n *= 2
         text = " ".join(words[:n])
-    ids = tokenizer(text)["input_ids"]
     lo, hi = 1, n  # the shortest word prefix with >= tokens ids
     while lo < hi:
         mid = (lo + hi) // 2

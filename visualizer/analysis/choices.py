@@ -49,10 +49,12 @@ ROLLOUT_DENSE_MAX_T = 256  # rollout rows stored whole (8-bit) up to this length
 ROLLOUT_KEYS = 32
 
 
-def candidates(logits: torch.Tensor, target: tuple[int, int] | None) -> tuple[list[list[int]], bool]:
-    """logits [T, vocab] -> (per position the CANDIDATES most likely ids, in the next-token tables'
-    order, and whether the target (position, id) was added at its position, not being among them)."""
-    values, order = top_k(log_probs(logits), CANDIDATES)  # [T, C]
+def candidates(logits: torch.Tensor, target: tuple[int, int] | None, logp: torch.Tensor | None = None
+               ) -> tuple[list[list[int]], bool]:
+    """logits [T, vocab] (or their log_probs `logp`, when the caller has them) -> (per position the
+    CANDIDATES most likely ids, in the next-token tables' order, and whether the target (position,
+    id) was added at its position, not being among them)."""
+    values, order = top_k(log_probs(logits) if logp is None else logp, CANDIDATES)  # [T, C]
     rows = [[i for i, v in zip(ids, vs) if v != -math.inf] for ids, vs in zip(order.tolist(), values.tolist())]
     if target is None or target[1] in rows[target[0]]:
         return rows, False
@@ -142,11 +144,13 @@ def int8_rows(rows: torch.Tensor) -> tuple[list[float], np.ndarray]:
     return [float(s) for s in scales], np.clip(np.rint(v / safe[:, None] * 127), -127, 127).astype(np.int8)
 
 
-def choices(loaded: LoadedModel, cache: Cache, ids: list[int], target: tuple[int, int, str] | None = None) -> dict:
+def choices(loaded: LoadedModel, cache: Cache, ids: list[int], target: tuple[int, int, str] | None = None,
+            logp: torch.Tensor | None = None) -> dict:
     """report_data.json's `choices` (see the module docstring). target: (position, id, how it was
-    chosen) of the run's --target, or None."""
+    chosen) of the run's --target, or None; logp: log_probs of the logits [T, vocab] when the caller
+    has them."""
     tensors = cache.tensors
-    rows, added = candidates(tensors["logits"], target[:2] if target else None)
+    rows, added = candidates(tensors["logits"], target[:2] if target else None, logp)
     names, parts, raws, error = breakdown(loaded, tensors, rows)
     positions, cost = planned_positions(loaded, rows)
     attributed = gradient_x_input(loaded, tensors, ids, rows, positions) if positions else {}

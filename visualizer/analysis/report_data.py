@@ -158,5 +158,5 @@ def build_report_data(loaded: LoadedModel, cache: Cache, ids: list[int], top_k: 
         "resid_norms": residual_norms(loaded, tensors),
         "head_types": head_types(loaded, cache, ids),
         "neuron_pages": neuron_pages(loaded, tensors),
-        "choices": choices(loaded, cache, ids, target),
+        "choices": choices(loaded, cache, ids, target, logp),
     }

@@ -621,9 +621,9 @@ def plan_figures(trace: dict, tensors: dict, report_data: dict, mode: str = "all
     trace: trace.json contents (tokens_readable, token_ids, dims); tensors: capture name ->
     tensor or array (batch dropped); report_data: report_data.json contents. Figures whose data
     is absent (a model without position embeddings, say) are left out."""
-    planner = _Planner(trace, tensors, report_data, mode)
     if mode == "none":
         return []
+    planner = _Planner(trace, tensors, report_data, mode)  # checks the mode
     planner.embeddings()
     n_layer = (trace.get("dims") or {}).get("n_layer")
     if n_layer is None:

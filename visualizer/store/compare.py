@@ -135,13 +135,13 @@ def compare(a: Side, b: Side) -> dict:
     ids_a, ids_b = a.trace["token_ids"], b.trace["token_ids"]
     n = min(len(ids_a), len(ids_b))
     same = ids_a == ids_b
+    differing = [i for i in range(n) if ids_a[i] != ids_b[i]]
     n_layer = a.trace["dims"]["n_layer"]
     notes = []
     if not same:
-        differing = sum(1 for i in range(n) if ids_a[i] != ids_b[i])
         notes.append(f"different probes: positions 0..{n - 1} compared (the shorter probe's length); "
                      "attention is causal, so these rows are exactly what each model computed there")
-        notes.append(f"{differing} of those {n} positions hold different tokens: there, the KL, residual and "
+        notes.append(f"{len(differing)} of those {n} positions hold different tokens: there, the KL, residual and "
                      "attention numbers measure different inputs as much as different computations; only the "
                      "positions before the first differing token compare like with like")
     if shapes:
@@ -154,7 +154,7 @@ def compare(a: Side, b: Side) -> dict:
         "b": b.describe(),
         "mode": "same probe" if same else "different probes",
         "positions": n,
-        "differing_positions": [i for i in range(n) if ids_a[i] != ids_b[i]],
+        "differing_positions": differing,
         "residual": None if shapes else residual_distances(a.tensors, b.tensors, n_layer, n),
         "attention_jsd": None if shapes else attention_divergence(a.tensors, b.tensors, n_layer, n),
         "next_token": next_token_divergence(a, b, n),
