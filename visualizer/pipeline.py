@@ -23,6 +23,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import visualizer.analysis.attribution as attribution
 import visualizer.analysis.summary as analysis
@@ -36,7 +37,7 @@ from visualizer.analysis.stats import summarize
 from visualizer.artefacts import layout
 from visualizer.artefacts.folder import atomic_folder, check_site_root, check_target, update_site_root
 from visualizer.artefacts.run_files import RunFiles, read_run_files, write_run_files
-from visualizer.artefacts.trace import build_trace
+from visualizer.artefacts.trace import build_trace, write_activations_file
 from visualizer.capture import Cache, capture
 from visualizer.config import Config, GenerateConfig, ModelSource, PatchConfig
 from visualizer.errors import VisualizerError, one_line
@@ -142,12 +143,14 @@ def compute_run(loaded: LoadedModel, probe: Probe, top_k: int = 10,
 # --- write ------------------------------------------------------------------------------------------
 
 
-def render_pages(folder: Path, files: RunFiles, index_href: str | None = None, figures: str = "auto") -> None:
+def render_pages(folder: Path, files: RunFiles, index_href: str | None = None, figures: str = "auto",
+                 meanwhile: Callable[[], None] | None = None) -> None:
     """Figures (parallel PNGs, as many as the figure mode `figures` draws: plots.MODES) then the page
     and its data files, from the run's data alone; index_href: the page's link to its site index
-    (site.site_index_href), None for none."""
+    (site.site_index_href), None for none; meanwhile: work for this process while the figures are
+    drawn (done before the page, which reads the folder's files)."""
     jobs = plots.plan_figures(files.trace, files.tensors, files.report_data, figures)
-    drawn = plots.render_figures(folder, jobs, workers=plots.default_workers())
+    drawn = plots.render_figures(folder, jobs, workers=plots.default_workers(), meanwhile=meanwhile)
     render.render_folder(folder, drawn, index_href, plots.figures_note(figures, len(files.trace["token_ids"])))
 
 
@@ -158,8 +161,10 @@ def write_run(folder: Path, run: RunResult, protected: list[Path] = (), site_roo
     above the folder, if any)."""
     index_href = site.site_index_href(folder, site_root)
     with atomic_folder(folder, "report", protected) as tmp:
-        files = write_run_files(tmp, run.trace, run.cache.tensors, run.report_data, run.analysis, run.attribution)
-        render_pages(tmp, files, index_href, figures)
+        files = write_run_files(tmp, run.trace, run.cache.tensors, run.report_data, run.analysis, run.attribution,
+                                activations=False)  # written while the figures are drawn
+        render_pages(tmp, files, index_href, figures,
+                     meanwhile=lambda: write_activations_file(tmp / layout.ACTIVATIONS, run.cache.tensors))
 
 
 def write_report(loaded: LoadedModel, probe: Probe, folder: Path, top_k: int = 10,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+import numpy as np
 import torch
 
 from visualizer.model.tokenizer import readable
@@ -35,13 +36,25 @@ def log_probs(logits: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(logits, dim=-1, dtype=torch.promote_types(logits.dtype, torch.float32))
 
 
+def sum_rows_f64(x: torch.Tensor) -> torch.Tensor:
+    """[rows, n] float32 (or float64) on the CPU -> [rows] float64 sums over the last axis.
+
+    numpy's reduction casts in small buffers and sums pairwise in one thread: the same bits on every
+    machine whatever the thread count, and ~4x faster than torch's row-batched float64 reduction of a
+    float32 tensor (a scalar path) on [T, vocab] rows."""
+    x = x.detach().cpu().contiguous()
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.float()
+    return torch.from_numpy(np.add.reduce(x.numpy(), axis=-1, dtype=np.float64))
+
+
 def _plogq_sum(p: torch.Tensor, log_ratio: torch.Tensor) -> torch.Tensor:
     """sum over the last axis of p * log_ratio (same shapes), terms with p == 0 counted as 0,
     accumulated in float64. Rows without such a term (0 * -inf = nan) take one plain pass. A NaN
     probability (a model that computed NaN logits) keeps its row's sum NaN: never 0 bits."""
     n = p.shape[-1]
     p2, r2 = p.reshape(-1, n), log_ratio.reshape(-1, n)  # [rows, n]
-    total = (p2 * r2).sum(-1, dtype=torch.float64)  # [rows]
+    total = sum_rows_f64(p2 * r2)  # [rows]
     bad = total.isnan()
     if bad.any():
         pb = p2[bad]
@@ -59,9 +72,12 @@ def entropy_bits(logp: torch.Tensor, p: torch.Tensor | None = None) -> torch.Ten
     return -_plogq_sum(p, logp) / LN2
 
 
-def kl_bits(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
-    """[..., n] log-probabilities of p and q -> [...] float64: KL(p || q) = sum p log2(p / q), >= 0."""
-    return (_plogq_sum(logp.exp(), logp - logq) / LN2).clamp_min(0)
+def kl_bits(logp: torch.Tensor, logq: torch.Tensor, p: torch.Tensor | None = None) -> torch.Tensor:
+    """[..., n] log-probabilities of p and q -> [...] float64: KL(p || q) = sum p log2(p / q), >= 0.
+
+    `p` defaults to exp(logp); a caller comparing one p with many q passes it once."""
+    p = logp.exp() if p is None else p
+    return (_plogq_sum(p, logp - logq) / LN2).clamp_min(0)
 
 
 def js_bits(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:

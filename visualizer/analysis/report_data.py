@@ -26,6 +26,7 @@ from visualizer.analysis.neurons import neuron_pages
 from visualizer.analysis.distributions import entropy_bits, kl_bits, log_probs, token_record, token_table, top_k
 from visualizer.analysis.summary import top_neurons
 from visualizer.capture import Cache
+from visualizer.memory import row_chunks
 from visualizer.model.base import LoadedModel
 
 LENS_K = 5
@@ -35,35 +36,45 @@ NEIGHBOURS = 10
 NEURONS = 5
 
 
-def lens_entry(loaded: LoadedModel, residual: torch.Tensor, final_logp: torch.Tensor) -> dict:
-    """One residual stream [T, d_model] read through the final norm and unembedding: its top tokens,
-    entropy and KL(final || lens) at every position."""
-    logits = loaded.adapter.logits_from_residual(loaded, residual)  # [T, vocab]
-    logp = log_probs(logits)
-    return {
-        "topk": token_table(logp, logits, loaded.tokenizer.token_str, LENS_K),
-        "entropy_bits": entropy_bits(logp).tolist(),
-        "kl_to_final": kl_bits(final_logp, logp).tolist(),
-    }
+def lens(loaded: LoadedModel, residuals: list[torch.Tensor | None], final_logits: torch.Tensor, final_logp: torch.Tensor
+         ) -> list[dict]:
+    """Residual streams [T, d_model] (None: the final residual) each read through the final norm
+    and unembedding: per stream its top tokens, entropy and KL(final || lens) at every position.
+    final_logits [T, vocab] and
+    final_logp (their log_probs) are the model's output: a stream that is the one entering the
+    final norm (the adapter's `final_residual`) reads them instead of unembedding it again (they
+    are what the final norm and unembedding made of it, checked against a plain forward).
+
+    Streamed over row chunks (memory.row_chunks), every stream inside a chunk: the [rows, vocab]
+    temporaries stay small and are reused, and the final distribution's probabilities are formed
+    once per chunk. Each row's numbers are those of the whole-tensor computation."""
+    T, vocab = final_logp.shape
+    entries = [{"topk": [], "entropy_bits": [], "kl_to_final": []} for _ in residuals]
+    for rows in row_chunks(T, vocab * 4):
+        final_rows = final_logp[rows]  # [rows, vocab]
+        final_p = final_rows.exp()
+        for entry, residual in zip(entries, residuals):
+            if residual is None:  # the final residual: the model's own logits
+                logits, logp = final_logits[rows], final_rows
+            else:
+                logits = loaded.adapter.logits_from_residual(loaded, residual[rows])  # [rows, vocab]
+                logp = log_probs(logits)
+            entry["topk"] += token_table(logp, logits, loaded.tokenizer.token_str, LENS_K)
+            entry["entropy_bits"] += entropy_bits(logp).tolist()
+            entry["kl_to_final"] += kl_bits(final_rows, logp, final_p).tolist()
+    return entries
 
 
-def logit_lens(loaded: LoadedModel, tensors: dict[str, torch.Tensor], final_logp: torch.Tensor | None = None) -> list[dict]:
-    """The lens after every layer (blocks.{l}.hook_resid_post); final_logp: log_probs of the logits
-    [T, vocab] when the caller has them."""
-    if final_logp is None:
-        final_logp = log_probs(tensors["logits"])  # [T, vocab], shared by every layer's KL
-    return [
-        {"layer": layer, "hook": f"blocks.{layer}.hook_resid_post",
-         **lens_entry(loaded, tensors[f"blocks.{layer}.hook_resid_post"], final_logp)}
-        for layer in range(loaded.dims.n_layer)
-    ]
-
-
-def embed_lens(loaded: LoadedModel, tensors: dict[str, torch.Tensor], final_logp: torch.Tensor) -> dict:
-    """The lens of the residual stream entering block 0 (the embedding step's output), the first
-    row of TransformerLens's accumulated residual: what the embeddings alone predict."""
-    hook = "blocks.0.hook_resid_pre"
-    return {"hook": hook, **lens_entry(loaded, tensors[hook], final_logp)}
+def logit_lens(loaded: LoadedModel, tensors: dict[str, torch.Tensor], final_logp: torch.Tensor) -> tuple[list[dict], dict]:
+    """The lens after every layer (blocks.{l}.hook_resid_post), and of the residual stream entering
+    block 0 (the embedding step's output, the first row of TransformerLens's accumulated residual:
+    what the embeddings alone predict); final_logp: log_probs of the logits [T, vocab]."""
+    hooks = [f"blocks.{layer}.hook_resid_post" for layer in range(loaded.dims.n_layer)] + ["blocks.0.hook_resid_pre"]
+    final = loaded.adapter.final_residual(tensors, loaded.dims)
+    streams = [None if tensors[hook] is final else tensors[hook] for hook in hooks]
+    *layers, embed = lens(loaded, streams, tensors["logits"], final_logp)
+    return ([{"layer": layer, "hook": hooks[layer], **entry} for layer, entry in enumerate(layers)],
+            {"hook": hooks[-1], **embed})
 
 
 @torch.no_grad()
@@ -147,11 +158,12 @@ def build_report_data(loaded: LoadedModel, cache: Cache, ids: list[int], top_k: 
     logits = tensors["logits"]  # [T, vocab]
     logp = log_probs(logits)
     final_topk = token_table(logp, logits, loaded.tokenizer.token_str, top_k)
+    layers, embed = logit_lens(loaded, tensors, logp)
     return {
         "positions": int(logits.shape[0]),
         "final": {"topk": final_topk, "entropy_bits": entropy_bits(logp).tolist()},
-        "logit_lens": logit_lens(loaded, tensors, logp),
-        "logit_lens_embed": embed_lens(loaded, tensors, logp),
+        "logit_lens": layers,
+        "logit_lens_embed": embed,
         "dla": dot_product_breakdown(loaded, tensors, final_topk[-1]),
         "neighbours": neighbours(loaded, ids),
         "neurons": neurons(loaded, tensors),

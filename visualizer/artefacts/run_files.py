@@ -33,9 +33,10 @@ class RunFiles:
 
 
 def write_run_files(folder: Path, trace: dict, tensors: dict[str, torch.Tensor], report_data: dict | None,
-                    analysis: dict | None = None, attribution: dict | None = None) -> RunFiles:
-    """trace.json, activations.safetensors, and report_data.json, analysis.json, attribution.json for
-    those given (None: the file is not written). Returns what the files hold, as a reader gets it
+                    analysis: dict | None = None, attribution: dict | None = None, activations: bool = True) -> RunFiles:
+    """trace.json, activations.safetensors (unless `activations` is False: the caller writes it with
+    write_activations_file before the folder is read), and report_data.json, analysis.json,
+    attribution.json for those given (None: the file is not written). Returns what the files hold, as a reader gets it
     (non-finite numbers as artefacts/numbers.py writes them), so the figures drawn now are the
     ones `render` draws from the files."""
     folder = Path(folder)
@@ -46,7 +47,8 @@ def write_run_files(folder: Path, trace: dict, tensors: dict[str, torch.Tensor],
             text = dumps(obj, compact=compact)
             (folder / name).write_text(text, encoding="utf-8")
             written[name] = json.loads(text)
-    write_activations_file(folder / layout.ACTIVATIONS, tensors)
+    if activations:
+        write_activations_file(folder / layout.ACTIVATIONS, tensors)
     return RunFiles(trace=written[layout.TRACE], tensors=tensors, report_data=written.get(layout.REPORT_DATA),
                     analysis=written.get(layout.ANALYSIS), attribution=written.get(layout.ATTRIBUTION))
 

@@ -14,6 +14,7 @@ import importlib
 import sys
 
 from visualizer.cli.options import Parser, run_guarded
+from visualizer.memory import tune_allocator
 
 DEFAULT_COMMAND = "report"
 # command -> module under visualizer.cli (each has HELP, configure(parser), run(args))
@@ -60,4 +61,5 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in COMMANDS:
         argv = [DEFAULT_COMMAND, *argv]
     args = build_parser().parse_args(argv)
+    tune_allocator()  # chunk-sized temporaries reused, not faulted in afresh (memory.py)
     return run_guarded(lambda: args.run(args), getattr(args, "debug", False))

@@ -38,6 +38,7 @@ import multiprocessing
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -668,18 +669,22 @@ def _render_index(args) -> int:
     return index
 
 
-def render_figures(folder: Path, jobs: list[FigureJob], workers: int = 2) -> list[Figure]:
+def render_figures(folder: Path, jobs: list[FigureJob], workers: int = 2,
+                   meanwhile: Callable[[], None] | None = None) -> list[Figure]:
     """Draw every job into folder/figures/<key>.png; return the Figure records in plan order.
 
     workers > 1 draws in forked processes (they inherit the jobs' arrays without copying); where
-    'fork' is unavailable, or workers <= 1, it draws in this process. Slow jobs start first."""
-    if not jobs:
-        return []  # no figures folder either
-    out = Path(folder) / "figures"
-    out.mkdir(parents=True, exist_ok=True)
+    'fork' is unavailable, or workers <= 1, it draws in this process. Slow jobs start first.
+    `meanwhile` runs in this process while the workers draw (the report writes its activations
+    file then: disk time that would otherwise add to the drawing time); it always runs once."""
     order = sorted(range(len(jobs)), key=lambda i: (-jobs[i].cost, i))
     workers = max(1, min(workers, len(jobs)))
-    if workers == 1 or "fork" not in multiprocessing.get_all_start_methods():
+    out = Path(folder) / "figures"
+    if jobs:
+        out.mkdir(parents=True, exist_ok=True)
+    if not jobs or workers == 1 or "fork" not in multiprocessing.get_all_start_methods():
+        if meanwhile is not None:
+            meanwhile()
         for i in order:
             render_one(out, jobs[i])
     else:
@@ -687,7 +692,10 @@ def render_figures(folder: Path, jobs: list[FigureJob], workers: int = 2) -> lis
         _JOBS = jobs
         try:
             with multiprocessing.get_context("fork").Pool(workers) as pool:
-                for _ in pool.imap_unordered(_render_index, [(i, out) for i in order], chunksize=1):
+                drawing = pool.imap_unordered(_render_index, [(i, out) for i in order], chunksize=1)
+                if meanwhile is not None:
+                    meanwhile()
+                for _ in drawing:
                     pass
         finally:
             _JOBS = []
