@@ -326,7 +326,7 @@ def test_attention_interface_is_restored(runs):
     assert "get_interface" not in vars(ALL_ATTENTION_FUNCTIONS)
     assert torch.equal(again["blocks.1.attn.hook_q"], cache["blocks.1.attn.hook_q"])
     # recorded through transformers' own registry, under our name, for the capture only
-    assert RECORDING in ALL_ATTENTION_FUNCTIONS and loaded.model.config._attn_implementation == "eager"
+    assert RECORDING["sdpa"] in ALL_ATTENTION_FUNCTIONS and loaded.model.config._attn_implementation == "sdpa"
 
 
 def test_gpt2_legacy_layout_loads_the_same(folders, tmp_path):

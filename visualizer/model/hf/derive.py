@@ -172,7 +172,7 @@ def card_of(entry: Architecture, raw: dict, model, windows: list[int | None], to
         **extras,
         "n_kv_head": dims.n_kv_head,
         "tied_embeddings": model.get_submodule(t.embed).weight is model.get_submodule(t.lm_head).weight,
-        "attn_implementation": "eager",
+        "attn_implementation": model.config._attn_implementation,
         "transformers_version": transformers.__version__,
         "tokenizer": tokenizer.describe(),
         "bos_token_id": tokenizer.bos_id,

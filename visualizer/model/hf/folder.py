@@ -3,7 +3,7 @@ cache), check it has config.json + weights + tokenizer files, and read the model
 through transformers, offline.
 
 The model is transformers' own module tree, loaded with `local_files_only=True` (never a download),
-`trust_remote_code=False`, safetensors or `torch.load(weights_only=True)`, float32, eager attention.
+`trust_remote_code=False`, safetensors or `torch.load(weights_only=True)`, float32, sdpa attention.
 Keys that do not fit are refused by name, except the saved buffers the architecture's entry allows.
 
 What this module does not do: fetch from the hub, run code shipped with a model, or know where
@@ -197,7 +197,9 @@ def quiet_transformers():
 
 
 def read_model(folder: Path, entry: Architecture, device: torch.device):
-    """transformers' own model class for the entry, float32, eager attention, in eval mode on `device`."""
+    """transformers' own model class for the entry, float32, in eval mode on `device`, with
+    transformers' "sdpa" attention (its default: the fused kernel, no [heads, T, T] weights in
+    memory; capture records its arguments and derives the pattern once)."""
     import transformers
 
     cls = getattr(transformers, entry.transformers_class)
@@ -217,7 +219,7 @@ def read_model(folder: Path, entry: Architecture, device: torch.device):
                 trust_remote_code=False,
                 weights_only=True,
                 dtype=torch.float32,
-                attn_implementation="eager",
+                attn_implementation="sdpa",
                 output_loading_info=True,
                 ignore_mismatched_sizes=True,  # reported in the loading info, and refused below by name
             )

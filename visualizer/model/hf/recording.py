@@ -2,12 +2,13 @@
 transformers' own `AttentionInterface`.
 
 q and k after rotary (and after Qwen3's q/k norms) exist only as arguments of the attention
-function. We register, once, a private attention implementation (`RECORDING`) that records its
-arguments and then runs the eager attention of the calling module's own modeling file (the
-function transformers falls back to for "eager"), and the eager mask format under the same name,
-so masks are built exactly as for "eager". `recording(model, ...)` sets the model's
-attn_implementation to it for the duration and back afterwards; the forward itself is never
-copied or patched.
+function. We register, once, one private attention implementation per implementation we load
+models with (`RECORDING`: "sdpa", the default, and "eager"), each recording its arguments and then
+running that implementation's own attention function (for "eager", the one of the calling module's
+modeling file, which transformers falls back to), with that implementation's mask format under
+the same name, so masks are built exactly as without recording. `recording(model, ...)` sets the
+model's attn_implementation to the recording twin of its own for the duration and back afterwards:
+the recorded forward runs the same kernels as the plain forward, and is never copied or patched.
 
 What this module does not do: compute anything from what it records (capture and step do), or
 record attention code that bypasses the attention function (such configs are refused at load).
@@ -23,7 +24,8 @@ import torch
 
 from visualizer.errors import VisualizerError
 
-RECORDING = "visualizer_recording"  # our attn_implementation name, registered in transformers' interfaces
+# the model's attn_implementation -> our recording twin of it, registered in transformers' interfaces
+RECORDING = {"sdpa": "visualizer_recording_sdpa", "eager": "visualizer_recording"}
 
 # (id(attention module) -> layer, store, layers seen) of the recording open in this context, or None
 _active: contextvars.ContextVar[tuple[dict[int, int], dict, set] | None] = contextvars.ContextVar("hf_recording", default=None)
@@ -39,8 +41,17 @@ def eager_attention_of(module: torch.nn.Module):
     return function
 
 
-def recording_attention(module, query, key, value, attention_mask, **kwargs):
-    """What transformers calls as the attention function: record, then the module's eager attention.
+def attention_function(implementation: str, module: torch.nn.Module):
+    """The attention function transformers runs for `implementation` in `module`."""
+    if implementation == "eager":
+        return eager_attention_of(module)
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    return ALL_ATTENTION_FUNCTIONS[implementation]
+
+
+def record_call(module, query, key, value) -> None:
+    """Keep one attention call's q, k, v when a recording is open for its module.
 
     query [batch, n_head, T, d_head]; key, value [batch, n_kv_head, keys, d_head] (after any cache
     update, before any repeat for grouped-query attention)."""
@@ -54,16 +65,27 @@ def recording_attention(module, query, key, value, attention_mask, **kwargs):
             store[f"{b}.hook_k"] = key[0].transpose(0, 1)  # [keys, n_kv_head, d_head]
             store[f"{b}.hook_v"] = value[0].transpose(0, 1)  # [keys, n_kv_head, d_head]
             seen.add(layer)
-    return eager_attention_of(module)(module, query, key, value, attention_mask, **kwargs)
+
+
+def recording_twin(implementation: str):
+    """What transformers calls as the attention function under RECORDING[implementation]: record,
+    then `implementation`'s own attention."""
+
+    def recording_attention(module, query, key, value, attention_mask, **kwargs):
+        record_call(module, query, key, value)
+        return attention_function(implementation, module)(module, query, key, value, attention_mask, **kwargs)
+
+    return recording_attention
 
 
 def register() -> None:
-    """Register RECORDING with transformers' attention and mask interfaces (idempotent)."""
+    """Register every RECORDING twin with transformers' attention and mask interfaces (idempotent)."""
     from transformers import AttentionInterface, AttentionMaskInterface
-    from transformers.masking_utils import eager_mask
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
-    AttentionInterface.register(RECORDING, recording_attention)
-    AttentionMaskInterface.register(RECORDING, eager_mask)
+    for implementation, name in RECORDING.items():
+        AttentionInterface.register(name, recording_twin(implementation))
+        AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[implementation])
 
 
 @contextlib.contextmanager
@@ -75,8 +97,10 @@ def recording(model, attention_modules: list[torch.nn.Module], store: dict[str, 
     layer_of = {id(module): layer for layer, module in enumerate(attention_modules)}
     seen: set[int] = set()
     previous = model.config._attn_implementation
+    if previous not in RECORDING:
+        raise VisualizerError(f"attn_implementation {previous!r}: the capture records only {', '.join(sorted(RECORDING))}")
     token = _active.set((layer_of, store, seen))
-    model.set_attn_implementation(RECORDING)
+    model.set_attn_implementation(RECORDING[previous])
     try:
         yield store
     finally:
