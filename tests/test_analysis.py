@@ -124,3 +124,26 @@ def test_analyze_a_real_capture(tmp_path):
     assert partial["attention"] is None and partial["logits"]["top"][0][0]["token"].startswith("#")
     assert len(partial["notes"]) == 4
 
+
+
+@pytest.mark.parametrize("chunk", [7, 1 << 22])
+def test_tensor_stats_over_finite_entries_in_every_chunk(chunk, monkeypatch):
+    """Chunked statistics equal a float64 reference over the finite entries, whatever the chunking;
+    a chunk of -inf only (masked scores) or holding NaN counts its finite entries alone."""
+    import visualizer.analysis.stats as stats
+
+    monkeypatch.setattr(stats, "CHUNK", chunk)
+    x = torch.randn(5, 9, generator=torch.Generator().manual_seed(1)) * 3 + 0.5
+    x[0, :] = float("-inf")  # one whole chunk of -inf at chunk 7
+    x[2, 3], x[4, 8] = float("nan"), float("inf")
+    s = stats.tensor_stats(x)
+    finite = x[torch.isfinite(x)].double()
+    assert s["shape"] == [5, 9] and s["numel"] == 45 and s["finite"] == finite.numel() == 34
+    assert s["mean"] == pytest.approx(float(finite.mean()), rel=1e-12)
+    assert s["rms"] == pytest.approx(float(finite.square().mean().sqrt()), rel=1e-6)
+    assert s["std"] == pytest.approx(float(finite.std(unbiased=False)), rel=1e-6)
+    assert (s["min"], s["max"]) == (float(finite.min()), float(finite.max()))
+    empty = stats.tensor_stats(torch.full((3,), float("-inf")))
+    assert empty == {"shape": [3], "numel": 3, "finite": 0}
+    assert stats.tensor_stats(torch.zeros(0, 4)) == {"shape": [0, 4], "numel": 0, "finite": 0}
+    assert stats.tensor_stats(torch.arange(6).reshape(2, 3).T)["mean"] == 2.5  # int and non-contiguous input
