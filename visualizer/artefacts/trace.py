@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from visualizer import __version__
 from visualizer.artefacts.numbers import finite_json
+from visualizer.artefacts.tensor_file import write_tensors
 from visualizer.capture import Cache
 from visualizer.errors import VisualizerError
 from visualizer.model.base import LoadedModel, presentation
@@ -72,17 +72,10 @@ def build_trace(loaded: LoadedModel, probe: Probe, cache: Cache, next_tokens: li
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], dtype: torch.dtype = torch.float32) -> None:
-    """name -> tensor as safetensors, byte-deterministic: sorted names, every tensor cast to `dtype`
-    in its own contiguous storage (the store keeps float16 copies with it)."""
-    out, seen = {}, set()
-    for name, t in sorted(tensors.items()):
-        t = t.to(dtype).contiguous()
-        if t.data_ptr() in seen:  # resid_pre[l+1] is resid_post[l]: safetensors wants its own copy
-            t = t.clone()
-        seen.add(t.data_ptr())
-        out[name] = t
-    # one metadata key only: safetensors writes a map's keys in no fixed order
-    save_file(out, str(path), metadata={"writer": f"visualizer {__version__}"})
+    """name -> tensor as safetensors, byte-deterministic (names in the format's fixed order, one
+    metadata key), every tensor cast to `dtype` (the store keeps float16 copies with it); written
+    tensor by tensor from the tensors' own memory (tensor_file.py), no copy of the whole cache."""
+    write_tensors(path, tensors, dtype, metadata={"writer": f"visualizer {__version__}"})
 
 
 def write_activations_file(path: Path, tensors: dict[str, torch.Tensor]) -> None:
