@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import visualizer.analysis.summary as analysis
+from visualizer.analysis.distributions import entropy_bits, log_probs, token_table
 
 
 def causal(rows: torch.Tensor) -> torch.Tensor:
@@ -81,6 +82,20 @@ def test_logits_section_and_loss():
     assert s["top"][1][0]["token"] == "c"
     H = -(0.7 * math.log2(0.7) + 0.2 * math.log2(0.2) + 0.1 * math.log2(0.1))
     assert s["entropy_bits"][0] == pytest.approx(H)
+
+
+def test_logits_section_reads_the_report_datas_final_table_when_deep_enough():
+    torch.manual_seed(0)
+    logits = torch.randn(6, 40)
+    logits[2, :8] = 1.5  # ties across the cut: the tie rule decides
+    token_str = lambda i: f"t{i}"  # noqa: E731
+    alone = analysis.logits_section(logits, [1, 2, 3, 4, 5, 6], token_str)
+    logp = log_probs(logits)
+    for k in (analysis.TOP_TOKENS, 10):
+        final = {"topk": token_table(logp, logits, token_str, k), "entropy_bits": entropy_bits(logp).tolist()}
+        assert analysis.logits_section(logits, [1, 2, 3, 4, 5, 6], token_str, final) == alone
+    shallow = {"topk": token_table(logp, logits, token_str, 2), "entropy_bits": [0.0] * 6}
+    assert analysis.logits_section(logits, [1, 2, 3, 4, 5, 6], token_str, shallow) == alone  # not used
 
 
 def record(i):

@@ -72,13 +72,15 @@ def neuron_pages(loaded: LoadedModel, tensors: dict[str, torch.Tensor]) -> dict:
         values, order = top_k(peak[None], min(TOP_NEURONS, post.shape[-1]))
         ids = order[0].tolist()
         rows = output_rows(module, ids, post.shape[-1], loaded.device)  # [k, d_model]
+        positions = [int(where[n]) for n in ids]
+        directions = torch.stack([adapter.frozen_final_norm(loaded, final[position])[0](row)
+                                  for position, row in zip(positions, rows)])  # [k, d_model]
+        effects = directions @ w_u.T  # [k, vocab]: logit change per unit activation (one pass over W_U)
+        ups, downs = top_k(effects, TOP_TOKENS), top_k(-effects, TOP_TOKENS)
         neurons = []
-        for n, value, row in zip(ids, values[0].tolist(), rows):
-            position = int(where[n])
-            linear, _ = adapter.frozen_final_norm(loaded, final[position])
-            effect = linear(row) @ w_u.T  # [vocab]: logit change per unit activation
-            up_values, up_ids = top_k(effect[None], TOP_TOKENS)
-            down_values, down_ids = top_k(-effect[None], TOP_TOKENS)
+        for j, (n, value, row, position) in enumerate(zip(ids, values[0].tolist(), rows, positions)):
+            up_values, up_ids = ups[0][j : j + 1], ups[1][j : j + 1]
+            down_values, down_ids = downs[0][j : j + 1], downs[1][j : j + 1]
             neurons.append({
                 "neuron": int(n), "max": float(value), "position": position,
                 "firing_fraction": float((post[:, n] > 0).double().mean()),

@@ -164,16 +164,27 @@ def mlp_section(tensors: dict[str, torch.Tensor], n_layer: int) -> list[dict] | 
 # ---------------------------------------------------------------------------------------- logits
 
 
-def logits_section(logits: torch.Tensor, token_ids: list[int], token_str: Callable[[int], str] | None) -> dict:
+def logits_section(logits: torch.Tensor, token_ids: list[int], token_str: Callable[[int], str] | None,
+                   final: dict | None = None) -> dict:
     """logits [pos, vocab] -> entropy (bits) and top tokens per position, and the loss (nats) of
-    the probe's own next token at positions 0..T-2 (how well the model predicts the probe)."""
+    the probe's own next token at positions 0..T-2 (how well the model predicts the probe).
+
+    final: report_data.json's `final` (the same logits' entropy and token table, top_k deep) when
+    there is one: its entropies and the first TOP_TOKENS candidates of each row are these numbers
+    (the tie rule of distributions.top_k makes a deeper table's head the shallower table), so they
+    are read, not computed again; a table shallower than TOP_TOKENS is not used."""
     logp = log_probs(logits)  # [T, V]
     T = logits.shape[0]
     nxt = torch.tensor(token_ids[1:T], dtype=torch.long)
     losses = (-logp[torch.arange(T - 1), nxt].double()).tolist() if T > 1 else []
+    depth = min(TOP_TOKENS, logits.shape[-1])
+    if final and len(final.get("topk", [])) == T and max(map(len, final["topk"]), default=0) >= depth:
+        entropy, top = final["entropy_bits"], [row[:depth] for row in final["topk"]]
+    else:
+        entropy, top = entropy_bits(logp).tolist(), token_table(logp, logits, token_str, TOP_TOKENS)
     return {
-        "entropy_bits": entropy_bits(logp).tolist(),
-        "top": token_table(logp, logits, token_str, TOP_TOKENS),
+        "entropy_bits": entropy,
+        "top": top,
         "loss_nats": losses,  # position t: -log p(probe token t+1)
         "mean_loss_nats": sum(losses) / len(losses) if losses else None,
     }
@@ -231,7 +242,8 @@ def analyze(tensors: dict[str, torch.Tensor], trace: dict, report_data: dict | N
         "attention": attention_section(tensors, n_layer),
         "residual": residual_section(tensors, n_layer),
         "mlp": mlp_section(tensors, n_layer),
-        "logits": logits_section(tensors["logits"], trace["token_ids"], token_str) if "logits" in tensors else None,
+        "logits": logits_section(tensors["logits"], trace["token_ids"], token_str, (report_data or {}).get("final"))
+        if "logits" in tensors else None,
         "logit_lens": lens_section(report_data),
     }
     for key, needs in (("attention", "attn"), ("residual", "resid"), ("mlp", "mlp"), ("logits", "logits")):
