@@ -76,18 +76,16 @@ def neuron_pages(loaded: LoadedModel, tensors: dict[str, torch.Tensor]) -> dict:
         directions = torch.stack([adapter.frozen_final_norm(loaded, final[position])[0](row)
                                   for position, row in zip(positions, rows)])  # [k, d_model]
         effects = directions @ w_u.T  # [k, vocab]: logit change per unit activation (one pass over W_U)
-        ups, downs = top_k(effects, TOP_TOKENS), top_k(-effects, TOP_TOKENS)
+        up_values, up_ids = (t.tolist() for t in top_k(effects, TOP_TOKENS))  # [k][TOP_TOKENS] each
+        down_values, down_ids = (t.tolist() for t in top_k(-effects, TOP_TOKENS))
         neurons = []
         for j, (n, value, row, position) in enumerate(zip(ids, values[0].tolist(), rows, positions)):
-            up_values, up_ids = ups[0][j : j + 1], ups[1][j : j + 1]
-            down_values, down_ids = downs[0][j : j + 1], downs[1][j : j + 1]
             neurons.append({
                 "neuron": int(n), "max": float(value), "position": position,
                 "firing_fraction": float((post[:, n] > 0).double().mean()),
                 "output_norm": float(row.double().norm()),
-                "promoted": [token_record(token_str, i, effect=float(v)) for v, i in zip(up_values[0].tolist(), up_ids[0].tolist())],
-                "suppressed": [token_record(token_str, i, effect=-float(v))
-                               for v, i in zip(down_values[0].tolist(), down_ids[0].tolist())],
+                "promoted": [token_record(token_str, i, effect=v) for v, i in zip(up_values[j], up_ids[j])],
+                "suppressed": [token_record(token_str, i, effect=-v) for v, i in zip(down_values[j], down_ids[j])],
             })
         layers.append({"layer": layer, "hook": f"blocks.{layer}.mlp.hook_post", "neurons": neurons})
     worst = max(checks, key=badness) if checks else None

@@ -30,10 +30,14 @@ _finite = finite_json  # JSON has no NaN or infinity: strings, so a broken model
 def dumps(obj, compact: bool = False) -> str:
     """Deterministic JSON; `compact` drops the indentation for large machine-read files."""
     layout = {"separators": (",", ":")} if compact else {"indent": 1}
+
+    def encode(tree) -> str:
+        return json.dumps(tree, sort_keys=True, ensure_ascii=False, allow_nan=False, **layout) + "\n"
+
     try:  # every number finite (the usual case): one pass of the C encoder, no copy of the tree
-        return json.dumps(obj, sort_keys=True, ensure_ascii=False, allow_nan=False, **layout) + "\n"
+        return encode(obj)
     except ValueError:  # a NaN or infinity somewhere: the same text with those as strings
-        return json.dumps(_finite(obj), sort_keys=True, ensure_ascii=False, allow_nan=False, **layout) + "\n"
+        return encode(_finite(obj))
 
 
 def model_header(loaded: LoadedModel, fmt: int) -> dict:
